@@ -1,0 +1,110 @@
+# vdkit — one plain Makefile.
+#   make              bin/vdkit, bin/vmdk2vhdx, bin/libvdkit.a
+#   make check        every unit test, integration script and fuzz replay
+#   make demo         the main job on a bundled sample, verified
+#   make fuzz         libFuzzer on every harness (FUZZ_SECONDS=N each)
+#   make bench        vdkit vs qemu-img on generated inputs
+#   make install      PREFIX=/usr/local DESTDIR=
+
+CC ?= cc
+PREFIX ?= /usr/local
+DESTDIR ?=
+FUZZ_SECONDS ?= 60
+PKGS := zlib libxml-2.0 libcrypto uuid libdeflate libzstd
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -pthread $(WARN) \
+	-Iconvert -Iformats -MMD -MP
+CFLAGS ?= -O2 -g
+# Recursive (=): evaluated after `deps` has installed what was missing.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS = $(shell pkg-config --libs $(PKGS))
+ALL_CFLAGS = $(BASE_CFLAGS) $(CFLAGS) $(PKG_CFLAGS)
+LIBS = $(PKG_LIBS) -pthread
+
+LIB_SRC := $(sort $(wildcard convert/*.c formats/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=obj/%.o)
+TOOL_COMMON := $(sort $(wildcard tools/cli*.c tools/cmd_*.c))
+TOOL_COMMON_OBJ := $(TOOL_COMMON:%.c=obj/%.o)
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+TEST_BIN := $(TEST_SRC:tests/%.c=bin/tests/%)
+FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
+REPLAY_BIN := $(FUZZ_SRC:fuzz/fuzz_%.c=fuzz/bin/replay_%)
+FUZZ_BIN := $(FUZZ_SRC:fuzz/fuzz_%.c=fuzz/bin/fuzz_%)
+ASAN_OBJ := $(LIB_SRC:%.c=obj-asan/%.o)
+FUZZ_OBJ := $(LIB_SRC:%.c=obj-fuzz/%.o)
+PROGS := bin/vdkit bin/vmdk2vhdx bin/vdk-gen
+
+.PHONY: all deps test-deps check demo fuzz bench install clean format
+all: $(PROGS)
+
+deps:
+	@scripts/deps.sh build
+test-deps:
+	@scripts/deps.sh test
+
+obj/%.o: %.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+bin/libvdkit.a: $(LIB_OBJ)
+	@mkdir -p bin
+	rm -f $@ && ar rcs $@ $^
+
+bin/vdkit: obj/tools/vdkit.o $(TOOL_COMMON_OBJ) bin/libvdkit.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
+bin/vmdk2vhdx: obj/tools/vmdk2vhdx.o $(TOOL_COMMON_OBJ) bin/libvdkit.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
+bin/vdk-gen: obj/tests/gen.o
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
+bin/tests/%: obj/tests/%.o bin/libvdkit.a
+	@mkdir -p bin/tests
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
+
+# Fuzz replays: the library rebuilt with ASan+UBSan, run by `make check`.
+SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+obj-asan/%.o: %.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -c $< -o $@
+fuzz/bin/replay_%: fuzz/fuzz_%.c fuzz/replay.c $(ASAN_OBJ)
+	@mkdir -p fuzz/bin
+	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -o $@ $^ $(LIBS)
+
+# libFuzzer builds (clang).
+FUZZ_CC ?= clang
+FUZZ_FLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+obj-fuzz/%.o: %.c | deps
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(filter-out -MMD -MP,$(ALL_CFLAGS)) -O1 $(FUZZ_FLAGS) -c $< -o $@
+fuzz/bin/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJ)
+	@mkdir -p fuzz/bin
+	$(FUZZ_CC) $(filter-out -MMD -MP,$(ALL_CFLAGS)) -O1 -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
+
+fuzz: $(FUZZ_BIN)
+	@for f in $(FUZZ_BIN); do n=$${f##*/fuzz_}; mkdir -p fuzz/corpus/$$n fuzz/crashers/$$n; \
+	  echo "== $$n ($(FUZZ_SECONDS)s)"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
+	    -artifact_prefix=fuzz/crashers/$$n/ fuzz/corpus/$$n || exit 1; done
+
+check: all test-deps $(TEST_BIN) $(REPLAY_BIN)
+	@tests/run.sh
+
+demo: all test-deps
+	@scripts/demo.sh
+
+bench: all test-deps
+	@scripts/bench.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/vdkit
+	install -m 755 bin/vdkit bin/vmdk2vhdx $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 bin/libvdkit.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 convert/*.h $(DESTDIR)$(PREFIX)/include/vdkit/
+
+format:
+	clang-format -i convert/*.[ch] formats/*.[ch] tools/*.[ch] tests/*.[ch] fuzz/*.c
+
+clean:
+	rm -rf bin obj obj-asan obj-fuzz fuzz/bin
+
+-include $(shell find obj obj-asan -name '*.d' 2>/dev/null)

@@ -1,0 +1,56 @@
+/* Shared pieces of the command-line front ends: error printing, exit codes,
+ * option helpers, and the convert job used by `vdkit convert`, `vmdk2vhdx`
+ * and `vdkit ova unpack`. Only tools/ prints or exits. */
+#ifndef VDK_CLI_H
+#define VDK_CLI_H
+
+#include <stdbool.h>
+
+#include "format.h"
+#include "pipeline.h"
+
+enum { CLI_OK = 0, CLI_BAD = 1, CLI_USAGE = 2, CLI_IO = 3 };
+
+extern const char *cli_prog; /* "vdkit", "vmdk2vhdx" */
+
+/* Print "PROG: message" for e to stderr; return its exit code. */
+int cli_fail(const struct vdk_err *e);
+/* Print "PROG: message" (usage problem) and return CLI_USAGE. */
+int cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* SIGINT/SIGTERM set this; long jobs pass it as the pipeline's cancel. */
+extern volatile int cli_cancel;
+void cli_install_signals(void);
+
+/* A conversion job: open src, create dst under a temporary name, run the
+ * pipeline, finish, optionally verify by re-reading dst through its reader,
+ * and rename into place; on any failure nothing is left at dst. */
+struct cli_job {
+	const char *src, *dst;
+	const char *src_fmt; /* NULL: probe */
+	const char *dst_fmt;
+	struct vdk_opts opts; /* -o */
+	struct vdk_open_opts open;
+	struct vdk_convert_opts conv;
+	bool verify;
+	bool progress; /* -p: a bar on stderr */
+	bool progress_json; /* --progress=json: JSON lines on stderr */
+};
+void cli_job_init(struct cli_job *j);
+int cli_job_run(struct cli_job *j, struct vdk_convert_stats *st, struct vdk_err *e);
+void cli_job_free(struct cli_job *j);
+
+/* Parse --clone=auto|always|never. */
+int cli_parse_clone(const char *s, enum vdk_clone_mode *out);
+/* Human-readable byte count ("1.5 GiB") into buf. */
+const char *cli_human(uint64_t bytes, char *buf, size_t len);
+
+/* Subcommands (tools/cmd_*.c); argv[0] is the verb. */
+int cmd_info(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
+int cmd_map(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+int cmd_ova(int argc, char **argv); /* tools/cmd_ova.c (OVA module) */
+
+#endif
