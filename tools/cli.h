@@ -54,3 +54,26 @@ int cmd_check(int argc, char **argv);
 int cmd_ova(int argc, char **argv); /* tools/cmd_ova.c (OVA module) */
 
 #endif
+
+/* Options every image-reading verb shares (long-only, values >= 0x100). */
+enum {
+	CLI_OPT_ALLOW_DIR = 0x100,
+	CLI_OPT_ALLOW_ANY,
+	CLI_OPT_FORCE,
+	CLI_OPT_OUTPUT,
+	CLI_OPT_CLONE,
+	CLI_OPT_VERIFY,
+	CLI_OPT_PROGRESS,
+	CLI_OPT_THREADS,
+	CLI_OPT_BACKING_FMT,
+	CLI_OPT_IN_PLACE,
+};
+#define CLI_OPEN_LONGOPTS                                                   \
+	{"allow-dir", required_argument, NULL, CLI_OPT_ALLOW_DIR},          \
+		{"allow-any-path", no_argument, NULL, CLI_OPT_ALLOW_ANY},  \
+		{"force", no_argument, NULL, CLI_OPT_FORCE},                \
+		{"backing-format", required_argument, NULL, CLI_OPT_BACKING_FMT}
+/* Handles the CLI_OPEN_LONGOPTS; returns 1 if c was one of them. */
+int cli_open_opt(int c, const char *arg, struct vdk_open_opts *o);
+/* --output=json|human; returns 0, or CLI_USAGE after printing. */
+int cli_parse_output(const char *arg, bool *json);

@@ -1,0 +1,436 @@
+/* Sinks: new files under a temporary name (renamed into place on commit,
+ * removed otherwise), streams (stdout, pipes) and memory. */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include "io.h"
+#include "util.h"
+
+#define ZERO_BUF_SIZE (1u << 20)
+static const uint8_t zero_buf[ZERO_BUF_SIZE];
+
+struct vdk_sink *vdk_sink_alloc(const struct vdk_sink_ops *ops, const char *name)
+{
+	struct vdk_sink *k = calloc(1, sizeof(*k));
+	if (!k)
+		return NULL;
+	k->name = strdup(name ? name : "(output)");
+	if (!k->name) {
+		free(k);
+		return NULL;
+	}
+	k->ops = ops;
+	k->fd = -1;
+	k->blksize = 4096;
+	return k;
+}
+
+int vdk_sink_pwrite(struct vdk_sink *k, const void *buf, size_t len, uint64_t off,
+		    struct vdk_err *e)
+{
+	if (len == 0)
+		return 0;
+	int r = k->ops->pwrite(k, buf, len, off, e);
+	if (r == 0 && off + len > k->pos)
+		k->pos = off + len;
+	return r;
+}
+
+int vdk_sink_write(struct vdk_sink *k, const void *buf, size_t len, struct vdk_err *e)
+{
+	return vdk_sink_pwrite(k, buf, len, k->pos, e);
+}
+
+static int sink_write_zeroes(struct vdk_sink *k, uint64_t off, uint64_t len, struct vdk_err *e)
+{
+	while (len) {
+		size_t n = (size_t)VDK_MIN(len, (uint64_t)ZERO_BUF_SIZE);
+		int r = vdk_sink_pwrite(k, zero_buf, n, off, e);
+		if (r)
+			return r;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int vdk_sink_zero(struct vdk_sink *k, uint64_t off, uint64_t len, struct vdk_err *e)
+{
+	if (len == 0)
+		return 0;
+	if (!(k->flags & VDK_SINK_SEQUENTIAL) && k->ops->punch) {
+		int r = k->ops->punch(k, off, len, e);
+		if (r != -EOPNOTSUPP) {
+			if (r == 0 && off + len > k->pos)
+				k->pos = off + len;
+			return r;
+		}
+	}
+	return sink_write_zeroes(k, off, len, e);
+}
+
+int vdk_sink_truncate(struct vdk_sink *k, uint64_t size, struct vdk_err *e)
+{
+	if (k->ops->truncate)
+		return k->ops->truncate(k, size, e);
+	if (size < k->pos)
+		return vdk_ioerr(e, EINVAL, k->name, "cannot shrink a stream");
+	return sink_write_zeroes(k, k->pos, size - k->pos, e);
+}
+
+int vdk_sink_open_related(struct vdk_sink *k, const char *name, struct vdk_sink **out,
+			  struct vdk_err *e)
+{
+	if (!k->ops->open_related)
+		return vdk_err_set(e, VDK_E_USAGE, EOPNOTSUPP, k->name, NULL, VDK_NO_OFFSET,
+				   "this output cannot have companion files (needed for '%s')",
+				   name);
+	return k->ops->open_related(k, name, out, e);
+}
+
+int vdk_sink_commit(struct vdk_sink *k, struct vdk_err *e)
+{
+	int r = k->ops->commit ? k->ops->commit(k, e) : 0;
+	if (r == 0)
+		k->committed = true;
+	return r;
+}
+
+void vdk_sink_close(struct vdk_sink *k)
+{
+	if (!k)
+		return;
+	if (!k->committed && k->ops->abort)
+		k->ops->abort(k);
+	if (k->ops->close)
+		k->ops->close(k);
+	free(k->name);
+	free(k);
+}
+
+/* Files ------------------------------------------------------------- */
+
+struct sink_file {
+	char *tmp; /* temporary path, renamed to name on commit */
+	struct vdk_sink **related;
+	size_t nrelated;
+};
+
+static int file_sink_pwrite(struct vdk_sink *k, const void *buf, size_t len, uint64_t off,
+			    struct vdk_err *e)
+{
+	const uint8_t *p = buf;
+	while (len) {
+		ssize_t n = pwrite(k->fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return vdk_err_set(e, VDK_E_IO, n < 0 ? errno : ENOSPC, k->name, NULL, off,
+					   "write failed: %s", strerror(n < 0 ? errno : ENOSPC));
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int file_sink_punch(struct vdk_sink *k, uint64_t off, uint64_t len, struct vdk_err *e)
+{
+	struct stat st;
+	if (fstat(k->fd, &st) != 0)
+		return vdk_ioerr(e, errno, k->name, "stat failed: %s", strerror(errno));
+	/* Past EOF of a new file there is nothing to punch: truncate covers it. */
+	if (off >= (uint64_t)st.st_size)
+		return 0;
+	if (fallocate(k->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+		      (off_t)len) == 0)
+		return 0;
+	if (errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL)
+		return -EOPNOTSUPP;
+	return vdk_err_set(e, VDK_E_IO, errno, k->name, NULL, off, "punching a hole failed: %s",
+			   strerror(errno));
+}
+
+static int file_sink_truncate(struct vdk_sink *k, uint64_t size, struct vdk_err *e)
+{
+	if (ftruncate(k->fd, (off_t)size) != 0)
+		return vdk_ioerr(e, errno, k->name, "setting the size failed: %s", strerror(errno));
+	return 0;
+}
+
+static int fsync_dir_of(const char *path)
+{
+	char *copy = strdup(path);
+	if (!copy)
+		return -ENOMEM;
+	int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(copy);
+	if (fd < 0)
+		return -errno;
+	int r = fsync(fd) == 0 || errno == EINVAL ? 0 : -errno;
+	close(fd);
+	return r;
+}
+
+static int file_sink_commit(struct vdk_sink *k, struct vdk_err *e)
+{
+	struct sink_file *f = k->priv;
+	/* Companions first, so the file that names them appears last. */
+	for (size_t i = 0; i < f->nrelated; i++) {
+		int r = vdk_sink_commit(f->related[i], e);
+		if (r)
+			return r;
+	}
+	if (fsync(k->fd) != 0)
+		return vdk_ioerr(e, errno, k->name, "fsync failed: %s", strerror(errno));
+	if (f->tmp) {
+		if (rename(f->tmp, k->name) != 0)
+			return vdk_ioerr(e, errno, k->name, "rename into place failed: %s",
+					 strerror(errno));
+		free(f->tmp);
+		f->tmp = NULL;
+		fsync_dir_of(k->name);
+	}
+	return 0;
+}
+
+static void file_sink_abort(struct vdk_sink *k)
+{
+	struct sink_file *f = k->priv;
+	for (size_t i = 0; i < f->nrelated; i++)
+		if (!f->related[i]->committed && f->related[i]->ops->abort)
+			f->related[i]->ops->abort(f->related[i]);
+	if (f->tmp)
+		unlink(f->tmp);
+}
+
+static void file_sink_close(struct vdk_sink *k)
+{
+	struct sink_file *f = k->priv;
+	for (size_t i = 0; i < f->nrelated; i++) {
+		f->related[i]->committed = true; /* aborted above with the parent */
+		vdk_sink_close(f->related[i]);
+	}
+	free(f->related);
+	if (k->fd >= 0)
+		close(k->fd);
+	free(f->tmp);
+	free(f);
+}
+
+static int file_sink_open_related(struct vdk_sink *k, const char *name, struct vdk_sink **out,
+				  struct vdk_err *e);
+
+static const struct vdk_sink_ops file_sink_ops = {
+	.pwrite = file_sink_pwrite,
+	.punch = file_sink_punch,
+	.truncate = file_sink_truncate,
+	.commit = file_sink_commit,
+	.abort = file_sink_abort,
+	.close = file_sink_close,
+	.open_related = file_sink_open_related,
+};
+
+int vdk_sink_create_file(const char *path, struct vdk_sink **out, struct vdk_err *e)
+{
+	char tmp[PATH_MAX];
+	char *copy = strdup(path);
+	if (!copy)
+		return vdk_ioerr(e, ENOMEM, path, "out of memory");
+	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+	char *dir = dirname(copy);
+	int n = snprintf(tmp, sizeof(tmp), "%s/.%s.vdkit-XXXXXX", dir, base);
+	free(copy);
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		return vdk_err_set(e, VDK_E_USAGE, ENAMETOOLONG, path, NULL, VDK_NO_OFFSET,
+				   "output path too long");
+	struct stat st;
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		return vdk_err_set(e, VDK_E_USAGE, EISDIR, path, NULL, VDK_NO_OFFSET,
+				   "output is a directory");
+	int fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		return vdk_ioerr(e, errno, path, "cannot create output: %s", strerror(errno));
+	/* mkstemp makes 0600; an image is an ordinary file under the umask. */
+	mode_t um = umask(0);
+	umask(um);
+	fchmod(fd, 0666 & ~um);
+	struct vdk_sink *k = vdk_sink_alloc(&file_sink_ops, path);
+	struct sink_file *f = calloc(1, sizeof(*f));
+	if (!k || !f || !(f->tmp = strdup(tmp))) {
+		unlink(tmp);
+		close(fd);
+		free(f);
+		if (k) {
+			free(k->name);
+			free(k);
+		}
+		return vdk_ioerr(e, ENOMEM, path, "out of memory");
+	}
+	k->priv = f;
+	k->fd = fd;
+	k->flags = VDK_SINK_ZEROED;
+	struct statfs sfs;
+	if (fstatfs(fd, &sfs) == 0 && sfs.f_bsize >= 512 && sfs.f_bsize <= (1 << 20))
+		k->blksize = (uint32_t)sfs.f_bsize;
+	*out = k;
+	return 0;
+}
+
+static int file_sink_open_related(struct vdk_sink *k, const char *name, struct vdk_sink **out,
+				  struct vdk_err *e)
+{
+	struct sink_file *f = k->priv;
+	if (strchr(name, '/') || !strcmp(name, "..") || !strcmp(name, "."))
+		return vdk_err_set(e, VDK_E_USAGE, EINVAL, k->name, NULL, VDK_NO_OFFSET,
+				   "companion file name '%s' must be a plain name", name);
+	char path[PATH_MAX];
+	char *copy = strdup(k->name);
+	if (!copy)
+		return vdk_ioerr(e, ENOMEM, k->name, "out of memory");
+	int n = snprintf(path, sizeof(path), "%s/%s", dirname(copy), name);
+	free(copy);
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return vdk_ioerr(e, ENAMETOOLONG, k->name, "path too long");
+	struct vdk_sink **nr = realloc(f->related, (f->nrelated + 1) * sizeof(*nr));
+	if (!nr)
+		return vdk_ioerr(e, ENOMEM, k->name, "out of memory");
+	f->related = nr;
+	int r = vdk_sink_create_file(path, out, e);
+	if (r == 0)
+		f->related[f->nrelated++] = *out;
+	return r;
+}
+
+/* Streams ----------------------------------------------------------- */
+
+static int stream_sink_pwrite(struct vdk_sink *k, const void *buf, size_t len, uint64_t off,
+			      struct vdk_err *e)
+{
+	if (off < k->pos)
+		return vdk_err_set(e, VDK_E_IO, ESPIPE, k->name, NULL, off,
+				   "cannot seek back in a stream (at %llu)",
+				   (unsigned long long)k->pos);
+	if (off > k->pos) {
+		int r = sink_write_zeroes(k, k->pos, off - k->pos, e);
+		if (r)
+			return r;
+	}
+	const uint8_t *p = buf;
+	while (len) {
+		ssize_t n = write((int)(intptr_t)k->priv, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return vdk_err_set(e, VDK_E_IO, n < 0 ? errno : EIO, k->name, NULL, k->pos,
+					   "write failed: %s", strerror(n < 0 ? errno : EIO));
+		p += n;
+		len -= (size_t)n;
+		k->pos += (uint64_t)n;
+	}
+	return 0;
+}
+
+static const struct vdk_sink_ops stream_sink_ops = {.pwrite = stream_sink_pwrite};
+
+int vdk_sink_open_stream(int fd, const char *name, struct vdk_sink **out, struct vdk_err *e)
+{
+	struct vdk_sink *k = vdk_sink_alloc(&stream_sink_ops, name ? name : "(stdout)");
+	if (!k)
+		return vdk_ioerr(e, ENOMEM, name, "out of memory");
+	k->flags = VDK_SINK_SEQUENTIAL;
+	/* Not a verbatim location: nothing may be cloned into a pipe. */
+	k->priv = (void *)(intptr_t)fd;
+	k->fd = -1;
+	*out = k;
+	return 0;
+}
+
+/* Memory ------------------------------------------------------------ */
+
+struct sink_mem {
+	uint8_t *data;
+	size_t len, cap, max;
+};
+
+static int mem_sink_pwrite(struct vdk_sink *k, const void *buf, size_t len, uint64_t off,
+			   struct vdk_err *e)
+{
+	struct sink_mem *m = k->priv;
+	uint64_t end;
+	if (vdk_add_overflow(off, len, &end) || end > m->max)
+		return vdk_ioerr(e, ENOSPC, k->name, "memory output limit reached");
+	if (end > m->cap) {
+		size_t cap = (size_t)VDK_MIN(VDK_MAX(end, (uint64_t)m->cap * 2), (uint64_t)m->max);
+		uint8_t *d = realloc(m->data, cap);
+		if (!d)
+			return vdk_ioerr(e, ENOMEM, k->name, "out of memory");
+		memset(d + m->cap, 0, cap - m->cap);
+		m->data = d;
+		m->cap = cap;
+	}
+	memcpy(m->data + off, buf, len);
+	if (end > m->len)
+		m->len = (size_t)end;
+	return 0;
+}
+
+static int mem_sink_truncate(struct vdk_sink *k, uint64_t size, struct vdk_err *e)
+{
+	struct sink_mem *m = k->priv;
+	if (size > m->len) {
+		uint8_t z = 0;
+		int r = mem_sink_pwrite(k, &z, 1, size - 1, e);
+		if (r)
+			return r;
+	}
+	m->len = (size_t)size;
+	return 0;
+}
+
+static void mem_sink_close(struct vdk_sink *k)
+{
+	struct sink_mem *m = k->priv;
+	free(m->data);
+	free(m);
+}
+
+static const struct vdk_sink_ops mem_sink_ops = {
+	.pwrite = mem_sink_pwrite,
+	.truncate = mem_sink_truncate,
+	.close = mem_sink_close,
+};
+
+int vdk_sink_open_mem(size_t max, struct vdk_sink **out, struct vdk_err *e)
+{
+	struct vdk_sink *k = vdk_sink_alloc(&mem_sink_ops, "(memory)");
+	struct sink_mem *m = calloc(1, sizeof(*m));
+	if (!k || !m) {
+		free(m);
+		if (k) {
+			free(k->name);
+			free(k);
+		}
+		return vdk_ioerr(e, ENOMEM, NULL, "out of memory");
+	}
+	m->max = max;
+	k->priv = m;
+	k->flags = VDK_SINK_ZEROED;
+	*out = k;
+	return 0;
+}
+
+const uint8_t *vdk_sink_mem_data(const struct vdk_sink *k, size_t *len)
+{
+	const struct sink_mem *m = k->priv;
+	*len = m->len;
+	return m->data;
+}

@@ -1,0 +1,421 @@
+/* Sources: files, memory, windows and forward-only streams. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "io.h"
+#include "util.h"
+
+struct vdk_src *vdk_src_alloc(const struct vdk_src_ops *ops, const char *name)
+{
+	struct vdk_src *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->name = strdup(name ? name : "(unnamed)");
+	if (!s->name) {
+		free(s);
+		return NULL;
+	}
+	s->ops = ops;
+	s->fd = -1;
+	return s;
+}
+
+static void src_free(struct vdk_src *s)
+{
+	free(s->name);
+	free(s);
+}
+
+int vdk_src_pread_upto(struct vdk_src *s, void *buf, size_t len, uint64_t off, size_t *got,
+		       struct vdk_err *e)
+{
+	*got = 0;
+	if (s->size != VDK_SIZE_UNKNOWN) {
+		if (off >= s->size)
+			return 0;
+		len = (size_t)VDK_MIN((uint64_t)len, s->size - off);
+	}
+	int r = s->ops->pread(s, buf, len, off, e);
+	if (r == 0)
+		*got = len;
+	return r;
+}
+
+int vdk_src_pread(struct vdk_src *s, void *buf, size_t len, uint64_t off, struct vdk_err *e)
+{
+	if (s->size != VDK_SIZE_UNKNOWN && !vdk_range_ok(off, len, s->size))
+		return vdk_bad(e, s->name, NULL, off, "read of %zu bytes past the end of the file "
+				"(size %llu)", len, (unsigned long long)s->size);
+	if (len == 0)
+		return 0;
+	return s->ops->pread(s, buf, len, off, e);
+}
+
+int vdk_src_open_related(struct vdk_src *s, const char *name, const struct vdk_access *acc,
+			 struct vdk_src **out, struct vdk_err *e)
+{
+	if (!s->ops->open_related)
+		return vdk_err_set(e, VDK_E_INPUT, ENOENT, s->name, NULL, VDK_NO_OFFSET,
+				   "refers to '%s', but this source cannot open other files",
+				   name);
+	static const struct vdk_access none = {0};
+	return s->ops->open_related(s, name, acc ? acc : &none, out, e);
+}
+
+void vdk_src_close(struct vdk_src *s)
+{
+	if (!s)
+		return;
+	if (s->ops->close)
+		s->ops->close(s);
+	src_free(s);
+}
+
+/* Files ------------------------------------------------------------- */
+
+struct src_file {
+	char *dir; /* real path of the folder holding the file */
+	bool own_fd;
+};
+
+static int file_pread(struct vdk_src *s, void *buf, size_t len, uint64_t off, struct vdk_err *e)
+{
+	uint8_t *p = buf;
+	while (len) {
+		ssize_t n = pread(s->fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return vdk_err_set(e, VDK_E_IO, errno, s->name, NULL, off, "read failed: %s",
+					   strerror(errno));
+		if (n == 0)
+			return vdk_bad(e, s->name, NULL, off, "unexpected end of file");
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void file_close(struct vdk_src *s)
+{
+	struct src_file *f = s->priv;
+	if (f && f->own_fd && s->fd >= 0)
+		close(s->fd);
+	if (f)
+		free(f->dir);
+	free(f);
+}
+
+static int file_open_related(struct vdk_src *s, const char *name, const struct vdk_access *acc,
+			     struct vdk_src **out, struct vdk_err *e);
+
+static const struct vdk_src_ops file_ops = {
+	.pread = file_pread,
+	.open_related = file_open_related,
+	.close = file_close,
+};
+
+/* Adopt fd as a source named name; dir is the folder for related files. */
+static int src_from_fd(int fd, const char *name, const char *dir, bool own, struct vdk_src **out,
+		       struct vdk_err *e)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		return vdk_err_set(e, VDK_E_IO, errno, name, NULL, VDK_NO_OFFSET, "%s",
+				   strerror(errno));
+	if (S_ISDIR(st.st_mode))
+		return vdk_err_set(e, VDK_E_INPUT, EISDIR, name, NULL, VDK_NO_OFFSET,
+				   "is a directory, not an image");
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+		return vdk_err_set(e, VDK_E_INPUT, EINVAL, name, NULL, VDK_NO_OFFSET,
+				   "not a regular file or block device");
+	struct vdk_src *s = vdk_src_alloc(&file_ops, name);
+	struct src_file *f = calloc(1, sizeof(*f));
+	if (!s || !f || (dir && !(f->dir = strdup(dir)))) {
+		free(f);
+		if (s)
+			src_free(s);
+		return vdk_ioerr(e, ENOMEM, name, "out of memory");
+	}
+	f->own_fd = own;
+	s->priv = f;
+	s->fd = fd;
+	s->dev = st.st_dev;
+	s->ino = st.st_ino;
+	s->size = (uint64_t)st.st_size;
+	if (S_ISBLK(st.st_mode)) {
+		off_t end = lseek(fd, 0, SEEK_END);
+		s->size = end < 0 ? 0 : (uint64_t)end;
+	}
+	*out = s;
+	return 0;
+}
+
+/* Real path of the folder that holds path (malloc'd), or NULL. */
+static char *src_real_dir(const char *path)
+{
+	char *copy = strdup(path);
+	if (!copy)
+		return NULL;
+	char *slash = strrchr(copy, '/');
+	const char *d = ".";
+	if (slash == copy)
+		d = "/";
+	else if (slash) {
+		*slash = '\0';
+		d = copy;
+	}
+	char *real = realpath(d, NULL);
+	free(copy);
+	return real;
+}
+
+static int src_open_path(const char *path, const char *name, struct vdk_src **out,
+			 struct vdk_err *e)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		int err = errno;
+		enum vdk_err_class cls = (err == ENOENT || err == EACCES || err == EISDIR ||
+					  err == ENOTDIR || err == ELOOP)
+						 ? VDK_E_INPUT
+						 : VDK_E_IO;
+		return vdk_err_set(e, cls, err, name, NULL, VDK_NO_OFFSET, "cannot open: %s",
+				   strerror(err));
+	}
+	/* O_NONBLOCK only protected the open against FIFOs. */
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	char *dir = src_real_dir(path);
+	int r = src_from_fd(fd, name, dir, true, out, e);
+	free(dir);
+	if (r)
+		close(fd);
+	return r;
+}
+
+int vdk_src_open_file(const char *path, struct vdk_src **out, struct vdk_err *e)
+{
+	return src_open_path(path, path, out, e);
+}
+
+int vdk_src_open_fd(int fd, const char *name, struct vdk_src **out, struct vdk_err *e)
+{
+	return src_from_fd(fd, name, NULL, true, out, e);
+}
+
+/* True when real path p is dir itself or lies below it. */
+static bool path_within(const char *p, const char *dir)
+{
+	size_t n = strlen(dir);
+	if (n == 1 && dir[0] == '/')
+		return true;
+	return !strncmp(p, dir, n) && (p[n] == '/' || p[n] == '\0');
+}
+
+static bool path_has_dotdot(const char *name)
+{
+	for (const char *p = name; (p = strstr(p, "..")); p += 2)
+		if ((p == name || p[-1] == '/') && (p[2] == '/' || p[2] == '\0'))
+			return true;
+	return false;
+}
+
+static bool related_allowed(const char *real, const char *own_dir, const struct vdk_access *acc)
+{
+	if (acc->allow_any || (own_dir && path_within(real, own_dir)))
+		return true;
+	for (const char *const *d = acc->allow_dirs; d && *d; d++) {
+		char *rd = realpath(*d, NULL);
+		bool ok = rd && path_within(real, rd);
+		free(rd);
+		if (ok)
+			return true;
+	}
+	return false;
+}
+
+static int file_open_related(struct vdk_src *s, const char *name, const struct vdk_access *acc,
+			     struct vdk_src **out, struct vdk_err *e)
+{
+	struct src_file *f = s->priv;
+	bool explicit = acc->allow_any || (acc->allow_dirs && acc->allow_dirs[0]);
+	if (!name[0] || !f->dir)
+		return vdk_bad(e, s->name, NULL, VDK_NO_OFFSET, "refers to an empty file name");
+	if (!explicit && (name[0] == '/' || path_has_dotdot(name)))
+		return vdk_err_set(e, VDK_E_INPUT, EPERM, s->name, NULL, VDK_NO_OFFSET,
+				   "refers to '%s' outside its own folder: refused (allow a folder "
+				   "explicitly with --allow-dir)", name);
+	char cand[PATH_MAX];
+	if ((size_t)snprintf(cand, sizeof(cand), "%s/%s", name[0] == '/' ? "" : f->dir, name) >=
+	    sizeof(cand))
+		return vdk_bad(e, s->name, NULL, VDK_NO_OFFSET, "file name too long");
+	char *real = realpath(name[0] == '/' ? name : cand, NULL);
+	if (!real)
+		return vdk_err_set(e, VDK_E_INPUT, errno, s->name, NULL, VDK_NO_OFFSET,
+				   "refers to '%s', which cannot be opened: %s", name,
+				   strerror(errno));
+	int r;
+	if (!related_allowed(real, f->dir, acc))
+		r = vdk_err_set(e, VDK_E_INPUT, EPERM, s->name, NULL, VDK_NO_OFFSET,
+				"refers to '%s', which resolves outside the allowed folders: "
+				"refused", name);
+	else
+		r = src_open_path(real, cand, out, e);
+	free(real);
+	if (r == 0 && (*out)->ops == &file_ops) {
+		struct stat st;
+		if (fstat((*out)->fd, &st) == 0 && !S_ISREG(st.st_mode)) {
+			vdk_src_close(*out);
+			*out = NULL;
+			r = vdk_err_set(e, VDK_E_INPUT, EPERM, s->name, NULL, VDK_NO_OFFSET,
+					"refers to '%s', which is not a regular file: refused",
+					name);
+		}
+	}
+	return r;
+}
+
+/* Memory ------------------------------------------------------------ */
+
+static int mem_pread(struct vdk_src *s, void *buf, size_t len, uint64_t off, struct vdk_err *e)
+{
+	(void)e;
+	memcpy(buf, (const uint8_t *)s->priv + off, len);
+	return 0;
+}
+
+static const struct vdk_src_ops mem_ops = {.pread = mem_pread};
+
+int vdk_src_open_mem(const void *buf, size_t len, const char *name, struct vdk_src **out,
+		     struct vdk_err *e)
+{
+	struct vdk_src *s = vdk_src_alloc(&mem_ops, name ? name : "(memory)");
+	if (!s)
+		return vdk_ioerr(e, ENOMEM, name, "out of memory");
+	s->priv = (void *)(uintptr_t)buf;
+	s->size = len;
+	*out = s;
+	return 0;
+}
+
+/* Windows ----------------------------------------------------------- */
+
+struct src_window {
+	struct vdk_src *parent;
+	uint64_t off;
+};
+
+static int window_pread(struct vdk_src *s, void *buf, size_t len, uint64_t off,
+			struct vdk_err *e)
+{
+	struct src_window *w = s->priv;
+	return vdk_src_pread(w->parent, buf, len, w->off + off, e);
+}
+
+static int window_open_related(struct vdk_src *s, const char *name, const struct vdk_access *acc,
+			       struct vdk_src **out, struct vdk_err *e)
+{
+	struct src_window *w = s->priv;
+	return vdk_src_open_related(w->parent, name, acc, out, e);
+}
+
+static void window_close(struct vdk_src *s)
+{
+	free(s->priv);
+}
+
+static const struct vdk_src_ops window_ops = {
+	.pread = window_pread,
+	.open_related = window_open_related,
+	.close = window_close,
+};
+
+int vdk_src_open_window(struct vdk_src *parent, uint64_t off, uint64_t len, const char *name,
+			struct vdk_src **out, struct vdk_err *e)
+{
+	if (parent->size != VDK_SIZE_UNKNOWN && !vdk_range_ok(off, len, parent->size))
+		return vdk_bad(e, parent->name, NULL, off,
+			       "member of %llu bytes extends past the end of the file",
+			       (unsigned long long)len);
+	struct vdk_src *s = vdk_src_alloc(&window_ops, name ? name : parent->name);
+	struct src_window *w = calloc(1, sizeof(*w));
+	if (!s || !w) {
+		free(w);
+		if (s)
+			src_free(s);
+		return vdk_ioerr(e, ENOMEM, parent->name, "out of memory");
+	}
+	w->parent = parent;
+	w->off = off;
+	s->priv = w;
+	s->size = len;
+	s->flags = parent->flags;
+	s->dev = parent->dev;
+	s->ino = parent->ino;
+	if (parent->fd >= 0) {
+		s->fd = parent->fd;
+		s->fd_off = parent->fd_off + off;
+	}
+	*out = s;
+	return 0;
+}
+
+/* Streams ----------------------------------------------------------- */
+
+static int stream_read(struct vdk_src *s, uint8_t *p, size_t len, struct vdk_err *e)
+{
+	int fd = (int)(intptr_t)s->priv;
+	while (len) {
+		ssize_t n = read(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return vdk_err_set(e, VDK_E_IO, errno, s->name, NULL, s->pos,
+					   "read failed: %s", strerror(errno));
+		if (n == 0)
+			return vdk_bad(e, s->name, NULL, s->pos, "unexpected end of stream");
+		if (p)
+			p += n;
+		len -= (size_t)n;
+		s->pos += (uint64_t)n;
+	}
+	return 0;
+}
+
+static int stream_pread(struct vdk_src *s, void *buf, size_t len, uint64_t off,
+			struct vdk_err *e)
+{
+	if (off < s->pos)
+		return vdk_err_set(e, VDK_E_INPUT, ESPIPE, s->name, NULL, off,
+				   "this reader needs to seek backwards in a stream (at %llu)",
+				   (unsigned long long)s->pos);
+	uint8_t skip[65536];
+	while (s->pos < off) {
+		size_t n = (size_t)VDK_MIN((uint64_t)sizeof(skip), off - s->pos);
+		int r = stream_read(s, skip, n, e);
+		if (r)
+			return r;
+	}
+	return stream_read(s, buf, len, e);
+}
+
+static const struct vdk_src_ops stream_ops = {.pread = stream_pread};
+
+int vdk_src_open_stream(int fd, const char *name, struct vdk_src **out, struct vdk_err *e)
+{
+	struct vdk_src *s = vdk_src_alloc(&stream_ops, name ? name : "(stdin)");
+	if (!s)
+		return vdk_ioerr(e, ENOMEM, name, "out of memory");
+	s->priv = (void *)(intptr_t)fd;
+	s->size = VDK_SIZE_UNKNOWN;
+	s->flags = VDK_SRC_STREAM;
+	*out = s;
+	return 0;
+}

@@ -1,0 +1,250 @@
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+
+enum json_kind { J_OBJ, J_ARR, J_STR, J_U64, J_I64, J_BOOL };
+
+struct vdk_json {
+	enum json_kind kind;
+	char *key; /* member name inside an object */
+	char *str;
+	uint64_t u;
+	int64_t i;
+	bool b;
+	bool oom; /* sticky on the root */
+	struct vdk_json *first, *last, *next, *root;
+};
+
+static struct vdk_json *json_new(enum json_kind k)
+{
+	struct vdk_json *j = calloc(1, sizeof(*j));
+	if (j) {
+		j->kind = k;
+		j->root = j;
+	}
+	return j;
+}
+
+struct vdk_json *vdk_json_new_obj(void)
+{
+	return json_new(J_OBJ);
+}
+struct vdk_json *vdk_json_new_arr(void)
+{
+	return json_new(J_ARR);
+}
+
+/* Append a child of kind k to parent; NULL (and root marked) on ENOMEM. */
+static struct vdk_json *json_add(struct vdk_json *parent, const char *key, enum json_kind k)
+{
+	if (!parent || parent->root->oom)
+		return NULL;
+	struct vdk_json *c = json_new(k);
+	if (c && key && !(c->key = strdup(key))) {
+		free(c);
+		c = NULL;
+	}
+	if (!c) {
+		parent->root->oom = true;
+		return NULL;
+	}
+	c->root = parent->root;
+	if (parent->last)
+		parent->last->next = c;
+	else
+		parent->first = c;
+	parent->last = c;
+	return c;
+}
+
+void vdk_json_set_str(struct vdk_json *obj, const char *key, const char *val)
+{
+	struct vdk_json *c = json_add(obj, key, J_STR);
+	if (c && !(c->str = strdup(val ? val : "")))
+		obj->root->oom = true;
+}
+void vdk_json_set_u64(struct vdk_json *obj, const char *key, uint64_t val)
+{
+	struct vdk_json *c = json_add(obj, key, J_U64);
+	if (c)
+		c->u = val;
+}
+void vdk_json_set_i64(struct vdk_json *obj, const char *key, int64_t val)
+{
+	struct vdk_json *c = json_add(obj, key, J_I64);
+	if (c)
+		c->i = val;
+}
+void vdk_json_set_bool(struct vdk_json *obj, const char *key, bool val)
+{
+	struct vdk_json *c = json_add(obj, key, J_BOOL);
+	if (c)
+		c->b = val;
+}
+struct vdk_json *vdk_json_set_obj(struct vdk_json *obj, const char *key)
+{
+	return json_add(obj, key, J_OBJ);
+}
+struct vdk_json *vdk_json_set_arr(struct vdk_json *obj, const char *key)
+{
+	return json_add(obj, key, J_ARR);
+}
+struct vdk_json *vdk_json_push_obj(struct vdk_json *arr)
+{
+	return json_add(arr, NULL, J_OBJ);
+}
+void vdk_json_push_str(struct vdk_json *arr, const char *val)
+{
+	vdk_json_set_str(arr, NULL, val);
+}
+void vdk_json_push_u64(struct vdk_json *arr, uint64_t val)
+{
+	vdk_json_set_u64(arr, NULL, val);
+}
+
+const struct vdk_json *vdk_json_get(const struct vdk_json *obj, const char *key)
+{
+	for (const struct vdk_json *c = obj ? obj->first : NULL; c; c = c->next)
+		if (c->key && !strcmp(c->key, key))
+			return c;
+	return NULL;
+}
+bool vdk_json_get_u64(const struct vdk_json *obj, const char *key, uint64_t *out)
+{
+	const struct vdk_json *c = vdk_json_get(obj, key);
+	if (!c || c->kind != J_U64)
+		return false;
+	*out = c->u;
+	return true;
+}
+const char *vdk_json_get_str(const struct vdk_json *obj, const char *key)
+{
+	const struct vdk_json *c = vdk_json_get(obj, key);
+	return c && c->kind == J_STR ? c->str : NULL;
+}
+
+void vdk_json_free(struct vdk_json *j)
+{
+	while (j) {
+		struct vdk_json *next = j->next;
+		vdk_json_free(j->first);
+		free(j->key);
+		free(j->str);
+		free(j);
+		j = next;
+	}
+}
+
+/* Rendering into a growable string (a FILE* from open_memstream). */
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(f, "\\%c", *p);
+		else if (*p == '\n')
+			fputs("\\n", f);
+		else if (*p < 0x20 || *p == 0x7f)
+			fprintf(f, "\\u%04x", *p);
+		else
+			fputc(*p, f);
+	}
+	fputc('"', f);
+}
+
+static void json_render(FILE *f, const struct vdk_json *j, bool pretty, int depth)
+{
+	switch (j->kind) {
+	case J_STR:
+		json_str(f, j->str);
+		return;
+	case J_U64:
+		fprintf(f, "%" PRIu64, j->u);
+		return;
+	case J_I64:
+		fprintf(f, "%" PRId64, j->i);
+		return;
+	case J_BOOL:
+		fputs(j->b ? "true" : "false", f);
+		return;
+	case J_OBJ:
+	case J_ARR:
+		break;
+	}
+	bool obj = j->kind == J_OBJ;
+	fputc(obj ? '{' : '[', f);
+	for (const struct vdk_json *c = j->first; c; c = c->next) {
+		if (pretty)
+			fprintf(f, "\n%*s", 4 * (depth + 1), "");
+		if (obj) {
+			json_str(f, c->key ? c->key : "");
+			fputs(": ", f);
+		}
+		json_render(f, c, pretty, depth + 1);
+		if (c->next)
+			fputs(pretty ? "," : ", ", f);
+	}
+	if (pretty && j->first)
+		fprintf(f, "\n%*s", 4 * depth, "");
+	fputc(obj ? '}' : ']', f);
+}
+
+/* qemu-img's human form: "key: value", nested blocks indented, array
+ * elements as "[n]:", dashes in keys shown as spaces. */
+static void json_text(FILE *f, const struct vdk_json *j, int indent)
+{
+	int idx = 0;
+	for (const struct vdk_json *c = j->first; c; c = c->next, idx++) {
+		fprintf(f, "%*s", indent, "");
+		if (c->key) {
+			for (const char *k = c->key; *k; k++)
+				fputc(*k == '-' ? ' ' : *k, f);
+		} else {
+			fprintf(f, "[%d]", idx);
+		}
+		fputc(':', f);
+		if (c->kind == J_OBJ || c->kind == J_ARR) {
+			fputc('\n', f);
+			json_text(f, c, indent + 4);
+			continue;
+		}
+		fputc(' ', f);
+		if (c->kind == J_STR)
+			fputs(c->str, f);
+		else
+			json_render(f, c, false, 0);
+		fputc('\n', f);
+	}
+}
+
+static char *json_to_string(const struct vdk_json *j, bool pretty, int text_indent)
+{
+	if (!j || j->root->oom)
+		return NULL;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f)
+		return NULL;
+	if (text_indent >= 0)
+		json_text(f, j, text_indent);
+	else
+		json_render(f, j, pretty, 0);
+	if (fclose(f) != 0) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+char *vdk_json_render(const struct vdk_json *j, bool pretty)
+{
+	return json_to_string(j, pretty, -1);
+}
+char *vdk_json_render_text(const struct vdk_json *j, int indent)
+{
+	return json_to_string(j, false, indent < 0 ? 0 : indent);
+}

@@ -1,0 +1,511 @@
+/* The conversion pipeline. The main thread walks the source's extents and
+ * cuts the disk into segments aligned to the writer's granularity: ZERO
+ * (skipped when the target reads as zero), CLONE (verbatim data shared with
+ * the writer) and DATA (at most one chunk). DATA segments are read, scanned
+ * for zero blocks and encoded by worker threads; every segment is committed
+ * to the writer by the main thread strictly in order, which is what
+ * sequential targets (streamOptimized VMDK, tar, pipes) need. Memory is the
+ * slot ring: (2 * threads + 2) chunks, whatever the disk size. */
+#include <errno.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pipeline.h"
+#include "util.h"
+
+#define PL_DEFAULT_CHUNK (2u << 20)
+#define PL_MAX_THREADS 8
+#define PL_CLONE_MAX ((uint64_t)256 << 20) /* progress/cancel granularity */
+#define PL_DIGEST_BLOCK 4096u
+
+enum pl_kind { PL_DATA, PL_ZERO, PL_CLONE };
+enum pl_state { SLOT_FREE, SLOT_QUEUED, SLOT_RUNNING, SLOT_DONE };
+
+struct pl_run {
+	uint64_t off, len;
+	bool zero;
+	struct vdk_buf enc;
+};
+
+struct pl_slot {
+	enum pl_kind kind;
+	enum pl_state state;
+	uint64_t off, len;
+	int fd;
+	uint64_t phys;
+	uint8_t *buf;
+	struct pl_run *runs;
+	size_t nruns;
+	int rc;
+	struct vdk_err err;
+};
+
+struct pl {
+	struct vdk_image *in;
+	struct vdk_writer *out;
+	const struct vdk_convert_opts *o;
+	struct vdk_convert_stats *st;
+	uint64_t g; /* segment alignment */
+	uint32_t chunk;
+	bool detect_zero;
+	bool clone_ok; /* cleared after the first -EOPNOTSUPP */
+	EVP_MD_CTX *md;
+	/* producer */
+	struct vdk_extents x;
+	size_t xi;
+	uint64_t pos;
+	/* slots and workers */
+	struct pl_slot *slots;
+	unsigned nslots, head, count, nthreads;
+	pthread_t *threads;
+	pthread_mutex_t mu;
+	pthread_cond_t work_cv, done_cv;
+	bool stop;
+	uint64_t done;
+};
+
+void vdk_convert_opts_init(struct vdk_convert_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->clone = VDK_CLONE_AUTO;
+	o->min_sparse = 4096;
+	o->chunk = PL_DEFAULT_CHUNK;
+}
+
+static uint64_t pl_pow2_ceil(uint64_t v)
+{
+	uint64_t p = 1;
+	while (p < v)
+		p <<= 1;
+	return p;
+}
+
+/* Producer ---------------------------------------------------------- */
+
+static bool pl_is_zero_ext(const struct vdk_extent *x)
+{
+	return x->flags & (VDK_EXT_ZERO | VDK_EXT_HOLE);
+}
+
+static bool pl_is_clone_ext(const struct pl *p, const struct vdk_extent *x)
+{
+	return p->clone_ok && !pl_is_zero_ext(x) && x->fd >= 0;
+}
+
+/* End of the aligned run a zero/clone extent offers from pos, or pos. */
+static uint64_t pl_aligned_end(const struct pl *p, const struct vdk_extent *x)
+{
+	uint64_t t = x->off + x->len;
+	return t >= p->in->size ? p->in->size : t / p->g * p->g;
+}
+
+/* Make sure the extent batch covers pos. */
+static int pl_fill(struct pl *p, struct vdk_err *e)
+{
+	while (p->xi < p->x.n && p->x.v[p->xi].off + p->x.v[p->xi].len <= p->pos)
+		p->xi++;
+	if (p->xi < p->x.n)
+		return 0;
+	vdk_extents_reset(&p->x);
+	p->xi = 0;
+	int r = vdk_image_extents(p->in, p->pos, p->in->size - p->pos, &p->x, e);
+	if (!r && p->x.n == 0)
+		r = vdk_err_set(e, VDK_E_IO, EPROTO, p->in->src->name, p->in->fmt->name, p->pos,
+				"internal error: no extents");
+	return r;
+}
+
+/* End of a DATA segment starting at pos: the first aligned start of a
+ * zero/clone run, the chunk boundary, or the end of the batch. */
+static uint64_t pl_data_end(const struct pl *p)
+{
+	uint64_t cap = VDK_MIN(p->in->size, (p->pos / p->chunk + 1) * p->chunk);
+	for (size_t i = p->xi; i < p->x.n; i++) {
+		const struct vdk_extent *x = &p->x.v[i];
+		if (x->off >= cap)
+			return cap;
+		if (pl_is_zero_ext(x) || pl_is_clone_ext(p, x)) {
+			uint64_t s = vdk_round_up(VDK_MAX(x->off, p->pos), p->g);
+			if (s > p->pos && s < pl_aligned_end(p, x))
+				return VDK_MIN(s, cap);
+		}
+	}
+	const struct vdk_extent *last = &p->x.v[p->x.n - 1];
+	uint64_t bend = last->off + last->len;
+	uint64_t end = VDK_MAX(bend / p->g * p->g, p->pos + p->g);
+	return VDK_MIN(end, cap);
+}
+
+static int pl_next(struct pl *p, struct pl_slot *s, struct vdk_err *e)
+{
+	int r = pl_fill(p, e);
+	if (r)
+		return r;
+	const struct vdk_extent *x = &p->x.v[p->xi];
+	uint64_t aend = pl_aligned_end(p, x);
+	s->off = p->pos;
+	s->fd = -1;
+	if (pl_is_zero_ext(x) && aend > p->pos) {
+		s->kind = PL_ZERO;
+		s->len = aend - p->pos;
+	} else if (pl_is_clone_ext(p, x) && aend > p->pos) {
+		s->kind = PL_CLONE;
+		s->len = VDK_MIN(aend - p->pos, PL_CLONE_MAX);
+		s->fd = x->fd;
+		s->phys = x->phys + (p->pos - x->off);
+	} else {
+		s->kind = PL_DATA;
+		s->len = pl_data_end(p) - p->pos;
+	}
+	p->pos += s->len;
+	return 0;
+}
+
+/* Workers ----------------------------------------------------------- */
+
+static int pl_add_run(struct pl_slot *s, uint64_t off, uint64_t len, bool zero)
+{
+	if (s->nruns && s->runs[s->nruns - 1].zero == zero &&
+	    s->runs[s->nruns - 1].off + s->runs[s->nruns - 1].len == off) {
+		s->runs[s->nruns - 1].len += len;
+		return 0;
+	}
+	struct pl_run *r = &s->runs[s->nruns++];
+	r->off = off;
+	r->len = len;
+	r->zero = zero;
+	return 0;
+}
+
+static void pl_work(struct pl *p, struct pl_slot *s)
+{
+	vdk_err_clear(&s->err);
+	s->nruns = 0;
+	s->rc = vdk_image_pread(p->in, s->buf, s->len, s->off, &s->err);
+	if (s->rc)
+		return;
+	for (uint64_t o = 0; o < s->len; o += p->g) {
+		uint64_t n = VDK_MIN(p->g, s->len - o);
+		bool zero = p->detect_zero && vdk_is_zero(s->buf + o, n);
+		pl_add_run(s, s->off + o, n, zero);
+	}
+	if (!p->out->fmt->encode)
+		return;
+	for (size_t i = 0; i < s->nruns && !s->rc; i++) {
+		struct pl_run *run = &s->runs[i];
+		run->enc.len = 0;
+		if (!run->zero)
+			s->rc = p->out->fmt->encode(p->out, s->buf + (run->off - s->off),
+						    run->len, run->off, &run->enc, &s->err);
+	}
+}
+
+static void *pl_worker(void *arg)
+{
+	struct pl *p = arg;
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		struct pl_slot *s = NULL;
+		while (!p->stop) {
+			for (unsigned i = 0; i < p->nslots && !s; i++)
+				if (p->slots[i].state == SLOT_QUEUED)
+					s = &p->slots[i];
+			if (s)
+				break;
+			pthread_cond_wait(&p->work_cv, &p->mu);
+		}
+		if (!s)
+			break;
+		s->state = SLOT_RUNNING;
+		pthread_mutex_unlock(&p->mu);
+		pl_work(p, s);
+		pthread_mutex_lock(&p->mu);
+		s->state = SLOT_DONE;
+		pthread_cond_broadcast(&p->done_cv);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+/* Commit (main thread, in order) ------------------------------------ */
+
+static void pl_hash(struct pl *p, const uint8_t *buf, uint64_t len, uint64_t off)
+{
+	/* Segments start 4 KiB-aligned (g >= 4096), so blocks are absolute. */
+	for (uint64_t o = 0; o < len; o += PL_DIGEST_BLOCK) {
+		uint64_t n = VDK_MIN((uint64_t)PL_DIGEST_BLOCK, len - o);
+		if (vdk_is_zero(buf + o, n))
+			continue;
+		uint8_t le[8];
+		vdk_put_le64(le, off + o);
+		EVP_DigestUpdate(p->md, le, sizeof(le));
+		EVP_DigestUpdate(p->md, buf + o, n);
+	}
+}
+
+static int pl_zero(struct pl *p, uint64_t off, uint64_t len, struct vdk_err *e)
+{
+	p->st->sparse += len;
+	if (p->out->caps & VDK_WCAP_ZEROED)
+		return 0;
+	return vdk_writer_zero(p->out, off, len, e);
+}
+
+static int pl_commit_data(struct pl *p, struct pl_slot *s, struct vdk_err *e)
+{
+	if (s->rc) {
+		*e = s->err;
+		return s->rc;
+	}
+	if (p->md)
+		pl_hash(p, s->buf, s->len, s->off);
+	int r = 0;
+	for (size_t i = 0; i < s->nruns && !r; i++) {
+		struct pl_run *run = &s->runs[i];
+		if (run->zero) {
+			r = pl_zero(p, run->off, run->len, e);
+			continue;
+		}
+		p->st->copied += run->len;
+		if (p->out->fmt->encode)
+			r = p->out->fmt->write_encoded(p->out, &run->enc, run->off, run->len, e);
+		else
+			r = vdk_writer_write(p->out, s->buf + (run->off - s->off), run->len,
+					     run->off, e);
+	}
+	return r;
+}
+
+/* Copy [off, off+len) through user space on the main thread (after a clone
+ * was refused, or to hash what was cloned). write=false: hash only. */
+static int pl_copy_inline(struct pl *p, struct pl_slot *tmp, uint64_t off, uint64_t len,
+			  bool write, struct vdk_err *e)
+{
+	for (uint64_t o = 0; o < len; o += p->chunk) {
+		tmp->off = off + o;
+		tmp->len = VDK_MIN((uint64_t)p->chunk, len - o);
+		if (write) {
+			pl_work(p, tmp);
+			int r = pl_commit_data(p, tmp, e);
+			if (r)
+				return r;
+			continue;
+		}
+		int r = vdk_image_pread(p->in, tmp->buf, tmp->len, tmp->off, e);
+		if (r)
+			return r;
+		pl_hash(p, tmp->buf, tmp->len, tmp->off);
+	}
+	return 0;
+}
+
+static int pl_commit_clone(struct pl *p, struct pl_slot *s, struct vdk_err *e)
+{
+	int r = -EOPNOTSUPP;
+	if (p->clone_ok)
+		r = p->out->fmt->clone(p->out, s->off, s->len, s->fd, s->phys, p->o->clone, e);
+	if (r == VDK_CLONED || r == VDK_OFFLOADED) {
+		if (r == VDK_CLONED)
+			p->st->cloned += s->len;
+		else
+			p->st->offloaded += s->len;
+		return p->md ? pl_copy_inline(p, &p->slots[p->nslots], s->off, s->len, false, e)
+			     : 0;
+	}
+	if (r != -EOPNOTSUPP)
+		return r;
+	p->clone_ok = false; /* one refusal means the rest would be refused too */
+	return pl_copy_inline(p, &p->slots[p->nslots], s->off, s->len, true, e);
+}
+
+static int pl_commit(struct pl *p, struct pl_slot *s, struct vdk_err *e)
+{
+	int r;
+	switch (s->kind) {
+	case PL_ZERO:
+		r = pl_zero(p, s->off, s->len, e);
+		break;
+	case PL_CLONE:
+		r = pl_commit_clone(p, s, e);
+		break;
+	default:
+		r = pl_commit_data(p, s, e);
+		break;
+	}
+	if (r)
+		return r;
+	p->done += s->len;
+	if (p->o->progress) {
+		struct vdk_progress pr = {.done = p->done, .total = p->in->size};
+		p->o->progress(p->o->progress_ctx, &pr);
+	}
+	return 0;
+}
+
+/* Setup and the main loop ------------------------------------------- */
+
+static bool pl_chain_is_stream(const struct vdk_image *img)
+{
+	for (; img; img = img->backing)
+		if (img->src->flags & VDK_SRC_STREAM)
+			return true;
+	return false;
+}
+
+static int pl_setup(struct pl *p, struct vdk_err *e)
+{
+	const struct vdk_convert_opts *o = p->o;
+	p->g = VDK_MAX((uint64_t)PL_DIGEST_BLOCK, (uint64_t)p->out->granularity);
+	if (o->min_sparse)
+		p->g = VDK_MAX(p->g, pl_pow2_ceil(o->min_sparse));
+	p->detect_zero = o->min_sparse != 0;
+	p->chunk = (uint32_t)VDK_MAX(vdk_round_up(o->chunk ? o->chunk : PL_DEFAULT_CHUNK, p->g),
+				     p->g);
+	p->clone_ok = o->clone != VDK_CLONE_NEVER && (p->out->caps & VDK_WCAP_CLONE) &&
+		      p->out->fmt->clone;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned t = o->threads ? o->threads : (unsigned)(ncpu > 0 ? ncpu : 1);
+	p->nthreads = pl_chain_is_stream(p->in) ? 0 : VDK_MIN(t, (unsigned)PL_MAX_THREADS);
+	p->nslots = p->nthreads ? 2 * p->nthreads + 2 : 1;
+	/* One extra slot for inline copies on the main thread. */
+	p->slots = calloc(p->nslots + 1, sizeof(*p->slots));
+	if (!p->slots)
+		return vdk_ioerr(e, ENOMEM, NULL, "out of memory");
+	size_t maxruns = p->chunk / p->g + 1;
+	for (unsigned i = 0; i <= p->nslots; i++) {
+		p->slots[i].buf = malloc(p->chunk);
+		p->slots[i].runs = calloc(maxruns, sizeof(struct pl_run));
+		if (!p->slots[i].buf || !p->slots[i].runs)
+			return vdk_ioerr(e, ENOMEM, NULL, "out of memory");
+	}
+	if (o->digest) {
+		p->md = EVP_MD_CTX_new();
+		if (!p->md || !EVP_DigestInit_ex(p->md, EVP_sha256(), NULL))
+			return vdk_ioerr(e, ENOMEM, NULL, "cannot set up SHA-256");
+	}
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->work_cv, NULL);
+	pthread_cond_init(&p->done_cv, NULL);
+	p->threads = calloc(p->nthreads ? p->nthreads : 1, sizeof(pthread_t));
+	if (!p->threads)
+		return vdk_ioerr(e, ENOMEM, NULL, "out of memory");
+	for (unsigned i = 0; i < p->nthreads; i++)
+		if (pthread_create(&p->threads[i], NULL, pl_worker, p) != 0) {
+			p->nthreads = i;
+			break;
+		}
+	return 0;
+}
+
+static void pl_teardown(struct pl *p)
+{
+	if (p->threads) {
+		pthread_mutex_lock(&p->mu);
+		p->stop = true;
+		pthread_cond_broadcast(&p->work_cv);
+		pthread_mutex_unlock(&p->mu);
+		for (unsigned i = 0; i < p->nthreads; i++)
+			pthread_join(p->threads[i], NULL);
+		free(p->threads);
+		pthread_mutex_destroy(&p->mu);
+		pthread_cond_destroy(&p->work_cv);
+		pthread_cond_destroy(&p->done_cv);
+	}
+	size_t maxruns = p->g ? p->chunk / p->g + 1 : 0;
+	for (unsigned i = 0; p->slots && i <= p->nslots; i++) {
+		free(p->slots[i].buf);
+		for (size_t j = 0; p->slots[i].runs && j < maxruns; j++)
+			free(p->slots[i].runs[j].enc.data);
+		free(p->slots[i].runs);
+	}
+	free(p->slots);
+	vdk_extents_free(&p->x);
+	EVP_MD_CTX_free(p->md);
+}
+
+/* Fill free slots from the producer; queue DATA for the workers. */
+static int pl_produce(struct pl *p, struct vdk_err *e)
+{
+	while (p->count < p->nslots && p->pos < p->in->size) {
+		struct pl_slot *s = &p->slots[(p->head + p->count) % p->nslots];
+		int r = pl_next(p, s, e);
+		if (r)
+			return r;
+		p->count++;
+		if (s->kind != PL_DATA || !p->nthreads) {
+			if (s->kind == PL_DATA)
+				pl_work(p, s);
+			s->state = SLOT_DONE;
+			continue;
+		}
+		pthread_mutex_lock(&p->mu);
+		s->state = SLOT_QUEUED;
+		pthread_cond_signal(&p->work_cv);
+		pthread_mutex_unlock(&p->mu);
+	}
+	return 0;
+}
+
+static int pl_run(struct pl *p, struct vdk_err *e)
+{
+	while (p->pos < p->in->size || p->count) {
+		if (p->o->cancel && *p->o->cancel)
+			return vdk_err_set(e, VDK_E_IO, ECANCELED, NULL, NULL, VDK_NO_OFFSET,
+					   "interrupted");
+		int r = pl_produce(p, e);
+		if (r)
+			return r;
+		struct pl_slot *s = &p->slots[p->head];
+		pthread_mutex_lock(&p->mu);
+		while (s->state != SLOT_DONE)
+			pthread_cond_wait(&p->done_cv, &p->mu);
+		pthread_mutex_unlock(&p->mu);
+		r = pl_commit(p, s, e);
+		s->state = SLOT_FREE;
+		p->head = (p->head + 1) % p->nslots;
+		p->count--;
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+int vdk_convert(struct vdk_image *in, struct vdk_writer *out, const struct vdk_convert_opts *o,
+		struct vdk_convert_stats *st, struct vdk_err *e)
+{
+	struct vdk_convert_opts defaults;
+	if (!o) {
+		vdk_convert_opts_init(&defaults);
+		o = &defaults;
+	}
+	memset(st, 0, sizeof(*st));
+	if (out->size < in->size)
+		return vdk_err_set(e, VDK_E_USAGE, EINVAL, out->sink->name, out->fmt->name,
+				   VDK_NO_OFFSET, "output is smaller than the input");
+	struct pl p = {.in = in, .out = out, .o = o, .st = st};
+	int r = pl_setup(&p, e);
+	if (!r)
+		r = pl_run(&p, e);
+	/* Workers must be idle before the slots go away, even on error. */
+	if (p.threads) {
+		pthread_mutex_lock(&p.mu);
+		for (unsigned i = 0; i < p.nslots; i++)
+			while (p.slots[i].state == SLOT_RUNNING)
+				pthread_cond_wait(&p.done_cv, &p.mu);
+		pthread_mutex_unlock(&p.mu);
+	}
+	if (!r && out->size > in->size)
+		r = pl_zero(&p, in->size, out->size - in->size, e);
+	if (!r && p.md) {
+		uint8_t le[8];
+		vdk_put_le64(le, in->size);
+		EVP_DigestUpdate(p.md, le, sizeof(le));
+		unsigned n = 0;
+		EVP_DigestFinal_ex(p.md, st->digest, &n);
+	}
+	pl_teardown(&p);
+	return r;
+}

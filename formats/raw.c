@@ -1,0 +1,137 @@
+/* raw: the virtual disk is the file. Extents come from SEEK_DATA/SEEK_HOLE
+ * (holes are ZERO, not HOLE: there is no backing file to show through, and
+ * qemu-img map calls them present zeroes too);
+ * the writer keeps holes as holes and shares blocks at the same offsets. */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "format.h"
+#include "util.h"
+
+static int raw_probe(const uint8_t *buf, size_t len, uint64_t size)
+{
+	(void)buf;
+	(void)len;
+	(void)size;
+	return 1; /* anything is a raw image; everything else outranks it */
+}
+
+static int raw_open(struct vdk_image *img, struct vdk_err *e)
+{
+	if (img->src->size == VDK_SIZE_UNKNOWN)
+		return vdk_err_set(e, VDK_E_USAGE, ESPIPE, img->src->name, "raw", VDK_NO_OFFSET,
+				   "a raw image read from a stream needs a known size");
+	/* qemu-img counts in 512-byte sectors: a file of 1000 bytes is a disk of
+	 * 1024 whose tail reads as zeroes. Match it, so sizes and digests agree. */
+	if (img->src->size > UINT64_MAX - 511)
+		return vdk_bad(e, img->src->name, "raw", VDK_NO_OFFSET, "size too large");
+	img->size = vdk_round_up(img->src->size, 512);
+	return 0;
+}
+
+/* Next data/hole boundary at or after off (relative to the source); -1 when
+ * the filesystem cannot tell (then everything is data). */
+static int64_t raw_seek(const struct vdk_src *s, uint64_t off, int whence)
+{
+	off_t r = lseek(s->fd, (off_t)(s->fd_off + off), whence);
+	if (r < 0)
+		return errno == ENXIO ? (int64_t)s->size : -1;
+	return (int64_t)((uint64_t)r - s->fd_off);
+}
+
+static int raw_extents(struct vdk_image *img, uint64_t off, uint64_t len,
+		       struct vdk_extents *out, struct vdk_err *e)
+{
+	struct vdk_src *s = img->src;
+	uint64_t end = off + len;
+	if (end > s->size) {
+		/* The sub-sector tail past the end of the file. */
+		if (off >= s->size)
+			return vdk_extents_add(out, off, len, VDK_EXT_ZERO, -1, 0)
+				       ? vdk_ioerr(e, ENOMEM, s->name, "out of memory")
+				       : 0;
+		end = s->size;
+	}
+	while (off < end && !vdk_extents_full(out)) {
+		int64_t data = s->fd >= 0 ? raw_seek(s, off, SEEK_DATA) : -1;
+		if (data < 0) {
+			/* No hole information: all of it is data. */
+			if (vdk_extents_add(out, off, end - off, 0, s->fd, s->fd_off + off))
+				return vdk_ioerr(e, ENOMEM, s->name, "out of memory");
+			return 0;
+		}
+		uint64_t d = VDK_MIN((uint64_t)data, end);
+		if (d > off && vdk_extents_add(out, off, d - off, VDK_EXT_ZERO, -1, 0))
+			return vdk_ioerr(e, ENOMEM, s->name, "out of memory");
+		if (d >= end)
+			break;
+		int64_t hole = raw_seek(s, d, SEEK_HOLE);
+		uint64_t h = hole < 0 ? end : VDK_MIN((uint64_t)hole, end);
+		if (h <= d)
+			h = end;
+		if (vdk_extents_add(out, d, h - d, 0, s->fd, s->fd_off + d))
+			return vdk_ioerr(e, ENOMEM, s->name, "out of memory");
+		off = h;
+	}
+	return 0;
+}
+
+static int raw_pread(struct vdk_image *img, void *buf, size_t len, uint64_t off,
+		     struct vdk_err *e)
+{
+	uint64_t fsize = img->src->size;
+	size_t n = off >= fsize ? 0 : (size_t)VDK_MIN((uint64_t)len, fsize - off);
+	memset((uint8_t *)buf + n, 0, len - n);
+	return vdk_src_pread(img->src, buf, n, off, e);
+}
+
+/* Writer --------------------------------------------------------------- */
+
+static int raw_create(struct vdk_writer *w, struct vdk_err *e)
+{
+	(void)e;
+	w->caps = VDK_WCAP_SEQUENTIAL;
+	if (w->sink->flags & VDK_SINK_ZEROED)
+		w->caps |= VDK_WCAP_ZEROED;
+	if (w->sink->fd >= 0)
+		w->caps |= VDK_WCAP_CLONE;
+	return 0;
+}
+
+static int raw_write(struct vdk_writer *w, const void *buf, size_t len, uint64_t off,
+		     struct vdk_err *e)
+{
+	return vdk_sink_pwrite(w->sink, buf, len, off, e);
+}
+
+static int raw_write_zeroes(struct vdk_writer *w, uint64_t off, uint64_t len, struct vdk_err *e)
+{
+	return vdk_sink_zero(w->sink, off, len, e);
+}
+
+static int raw_clone(struct vdk_writer *w, uint64_t off, uint64_t len, int src_fd,
+		     uint64_t src_off, enum vdk_clone_mode mode, struct vdk_err *e)
+{
+	return vdk_sink_clone(w->sink, off, src_fd, src_off, len, mode, e);
+}
+
+static int raw_finalize(struct vdk_writer *w, struct vdk_err *e)
+{
+	return vdk_sink_truncate(w->sink, w->size, e);
+}
+
+const struct vdk_format vdk_format_raw = {
+	.name = "raw",
+	.description = "raw disk image (holes kept sparse)",
+	.probe = raw_probe,
+	.open = raw_open,
+	.extents = raw_extents,
+	.pread = raw_pread,
+	.wcaps = VDK_WCAP_SEQUENTIAL | VDK_WCAP_ZEROED | VDK_WCAP_CLONE,
+	.create = raw_create,
+	.write = raw_write,
+	.write_zeroes = raw_write_zeroes,
+	.clone = raw_clone,
+	.finalize = raw_finalize,
+};

@@ -1,0 +1,58 @@
+/* The one table of format modules. Order breaks probe ties. */
+#include <errno.h>
+#include <string.h>
+
+#include "format.h"
+#include "util.h"
+
+extern const struct vdk_format vdk_format_raw;
+extern const struct vdk_format vdk_format_vhdx;
+
+const struct vdk_format *const vdk_formats[] = {
+	&vdk_format_raw,
+	&vdk_format_vhdx,
+	NULL,
+};
+
+static bool registry_alias(const char *aliases, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *p = aliases; p && *p;) {
+		const char *end = strchr(p, ' ');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		if (len == n && !strncmp(p, name, n))
+			return true;
+		p = end ? end + 1 : NULL;
+	}
+	return false;
+}
+
+const struct vdk_format *vdk_format_find(const char *name)
+{
+	for (const struct vdk_format *const *f = vdk_formats; *f; f++)
+		if (!strcmp((*f)->name, name) || registry_alias((*f)->aliases, name))
+			return *f;
+	return NULL;
+}
+
+int vdk_format_probe(struct vdk_src *src, const struct vdk_format **out, struct vdk_err *e)
+{
+	uint8_t buf[4096];
+	size_t got = 0;
+	int r = vdk_src_pread_upto(src, buf, sizeof(buf), 0, &got, e);
+	if (r)
+		return r;
+	const struct vdk_format *best = &vdk_format_raw;
+	int best_score = 0;
+	for (const struct vdk_format *const *f = vdk_formats; *f; f++) {
+		if (!(*f)->probe || !(*f)->open)
+			continue;
+		int s = (*f)->probe(buf, got, src->size);
+		if (s > best_score) {
+			best_score = s;
+			best = *f;
+		}
+	}
+	*out = best;
+	return 0;
+}
