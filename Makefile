@@ -33,7 +33,7 @@ REPLAY_BIN := $(FUZZ_SRC:fuzz/fuzz_%.c=fuzz/bin/replay_%)
 FUZZ_BIN := $(FUZZ_SRC:fuzz/fuzz_%.c=fuzz/bin/fuzz_%)
 ASAN_OBJ := $(LIB_SRC:%.c=obj-asan/%.o)
 FUZZ_OBJ := $(LIB_SRC:%.c=obj-fuzz/%.o)
-PROGS := bin/vdkit bin/vmdk2vhdx bin/vdk-gen
+PROGS := bin/vdkit bin/vdk-gen $(if $(wildcard tools/vmdk2vhdx.c),bin/vmdk2vhdx)
 
 .PHONY: all deps test-deps check demo fuzz bench install clean format
 all: $(PROGS)
@@ -45,30 +45,37 @@ test-deps:
 
 obj/%.o: %.c | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 bin/libvdkit.a: $(LIB_OBJ)
 	@mkdir -p bin
 	rm -f $@ && ar rcs $@ $^
 
 bin/vdkit: obj/tools/vdkit.o $(TOOL_COMMON_OBJ) bin/libvdkit.a
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
 bin/vmdk2vhdx: obj/tools/vmdk2vhdx.o $(TOOL_COMMON_OBJ) bin/libvdkit.a
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
 bin/vdk-gen: obj/tests/gen.o
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
 bin/tests/%: obj/tests/%.o bin/libvdkit.a
 	@mkdir -p bin/tests
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
 
 # Fuzz replays: the library rebuilt with ASan+UBSan, run by `make check`.
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 obj-asan/%.o: %.c | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -c $< -o $@
+	@echo "  CC-SAN  $<"
+	@$(CC) $(ALL_CFLAGS) -O1 $(SAN) -c $< -o $@
 fuzz/bin/replay_%: fuzz/fuzz_%.c fuzz/replay.c $(ASAN_OBJ)
 	@mkdir -p fuzz/bin
-	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -o $@ $^ $(LIBS)
+	@echo "  LD-SAN  $@"
+	@$(CC) $(ALL_CFLAGS) -O1 $(SAN) -o $@ $^ $(LIBS)
 
 # libFuzzer builds (clang).
 FUZZ_CC ?= clang
@@ -97,7 +104,7 @@ bench: all test-deps
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/vdkit
-	install -m 755 bin/vdkit bin/vmdk2vhdx $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(filter-out bin/vdk-gen,$(PROGS)) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 bin/libvdkit.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 convert/*.h $(DESTDIR)$(PREFIX)/include/vdkit/
 

@@ -315,7 +315,9 @@ static int pl_commit_clone(struct pl *p, struct pl_slot *s, struct vdk_err *e)
 		return p->md ? pl_copy_inline(p, &p->slots[p->nslots], s->off, s->len, false, e)
 			     : 0;
 	}
-	if (r != -EOPNOTSUPP)
+	/* -EOPNOTSUPP with no error recorded is a polite "copy it instead";
+	 * with one (--clone=always) it is the failure to report. */
+	if (r != -EOPNOTSUPP || e->cls != VDK_E_NONE)
 		return r;
 	p->clone_ok = false; /* one refusal means the rest would be refused too */
 	return pl_copy_inline(p, &p->slots[p->nslots], s->off, s->len, true, e);
