@@ -226,7 +226,8 @@ int vdk_image_extents(struct vdk_image *img, uint64_t off, uint64_t len, struct 
 	for (size_t i = 0; !r && i < own.n; i++) {
 		struct vdk_extent x = own.v[i];
 		struct vdk_image *b = img->backing;
-		if (!(x.flags & VDK_EXT_HOLE) || !b) {
+		/* HOLE|ZERO hides the backing file (qcow2's zero flag does). */
+		if (x.flags != VDK_EXT_HOLE || !b) {
 			if (x.flags & VDK_EXT_HOLE)
 				x.flags |= VDK_EXT_ZERO;
 			r = image_add(out, &x, img->depth, e);

@@ -52,7 +52,11 @@ echo "vdkit $(git -C "$TOP" rev-parse --short HEAD 2>/dev/null) vs $(qemu-img --
 printf '| %-44s | %8s | %8s | %8s | %10s | %10s |\n' "conversion" "vdkit" "qemu-img" "speed-up" "vdkit RSS" "qemu RSS"
 printf '|%s|\n' "----------------------------------------------|----------|----------|----------|------------|------------"
 
+# BENCH_ONLY=REGEX limits the rows to files (and "raw") matching it.
+only() { [ -z "${BENCH_ONLY:-}" ] || [[ "$1" =~ $BENCH_ONLY ]]; }
+
 # raw -> raw: a sparse 1 GiB image, ~45% data.
+if only raw; then
 [ -f "$BENCH_DIR/in-1g.raw" ] || bin/vdk-gen "$BENCH_DIR/in-1g.raw" $((1 << 30)) 1
 bench_row "raw -> raw, 1 GiB sparse (45% data)" \
 	"$VDKIT convert -q -O raw $BENCH_DIR/in-1g.raw $BENCH_DIR/out.raw" \
@@ -61,7 +65,8 @@ bench_row "raw -> raw, 1 GiB sparse (45% data)" \
 bench_row "raw -> raw, 1 GiB, --clone=never" \
 	"$VDKIT convert -q --clone=never -O raw $BENCH_DIR/in-1g.raw $BENCH_DIR/out.raw" \
 	"qemu-img convert -O raw $BENCH_DIR/in-1g.raw $BENCH_DIR/out.raw"
+fi
 
 for f in scripts/bench.d/*.sh; do
-	[ -f "$f" ] && source "$f"
+	[ -f "$f" ] && only "$f" && source "$f"
 done
