@@ -1,0 +1,180 @@
+/* qcow2 module internals (qemu's docs/interop/qcow2.txt). The reader is
+ * split in qcow2.c (header, extensions, L1, snapshots, info, vtable) and
+ * qcow2_map.c (L2 lookups, extents, reads, compressed clusters); the writer
+ * is qcow2_write.c. */
+#ifndef VDK_QCOW2_H
+#define VDK_QCOW2_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "format.h"
+
+#define QCOW2_MAGIC      0x514649fbu /* "QFI\xfb" */
+#define QCOW2_HDR_V2_LEN 72u
+#define QCOW2_HDR_V3_LEN 104u
+#define QCOW2_HDR_MAX    112u /* v3 header with compression_type, padded to 8 */
+
+#define QCOW2_MIN_CLUSTER_BITS 9u
+#define QCOW2_MAX_CLUSTER_BITS 21u /* qemu's limit: 2 MiB */
+/* qemu's implementation limits (qcow2.txt): L1 table <= 32 MiB, refcount
+ * table <= 8 MiB, backing file name < 1024 bytes, snapshots <= 65536. */
+#define QCOW2_MAX_L1_BYTES     (32u << 20)
+#define QCOW2_MAX_RT_BYTES     (8u << 20)
+#define QCOW2_MAX_BACKING_NAME 1023u
+#define QCOW2_MAX_SNAPSHOTS    65536u
+#define QCOW2_MAX_STRING_EXT   4096u
+
+/* Header extension types (qcow2.txt "Header extensions"). */
+#define QCOW2_EXT_END         0x00000000u
+#define QCOW2_EXT_BACKING_FMT 0xe2792acau
+#define QCOW2_EXT_FEATURES    0x6803f857u
+#define QCOW2_EXT_BITMAPS     0x23852875u
+#define QCOW2_EXT_CRYPTO      0x0537be77u
+#define QCOW2_EXT_DATA_FILE   0x44415441u
+
+/* Feature bits. */
+#define QCOW2_INCOMPAT_DIRTY       (1ull << 0)
+#define QCOW2_INCOMPAT_CORRUPT     (1ull << 1)
+#define QCOW2_INCOMPAT_DATA_FILE   (1ull << 2)
+#define QCOW2_INCOMPAT_COMPRESSION (1ull << 3)
+#define QCOW2_INCOMPAT_EXTL2       (1ull << 4)
+#define QCOW2_INCOMPAT_KNOWN       0x1full
+#define QCOW2_COMPAT_LAZY          (1ull << 0)
+#define QCOW2_AUTOCLEAR_BITMAPS    (1ull << 0)
+#define QCOW2_AUTOCLEAR_DATA_RAW   (1ull << 1)
+
+#define QCOW2_COMP_ZLIB 0u
+#define QCOW2_COMP_ZSTD 1u
+
+/* L1 / L2 entry bits (qcow2.txt "Cluster mapping"). */
+#define QCOW2_OFLAG_COPIED     (1ull << 63)
+#define QCOW2_OFLAG_COMPRESSED (1ull << 62)
+#define QCOW2_OFLAG_ZERO       (1ull << 0)
+#define QCOW2_OFFSET_MASK      0x00fffffffffffe00ull
+#define QCOW2_SUBCLUSTERS      32u
+
+/* What one guest cluster (or subcluster) is. */
+enum qcow2_kind {
+	QCOW2_UNALLOC, /* HOLE: the backing file shows through */
+	QCOW2_ZERO,    /* reads as zeroes */
+	QCOW2_DATA,    /* standard cluster at host offset */
+	QCOW2_COMPRESSED,
+};
+
+struct qcow2_snapshot {
+	char *id, *name;
+	uint32_t date_sec, date_nsec;
+	uint64_t vm_clock_nsec;
+	uint64_t vm_state_size;
+	uint64_t disk_size;
+	uint64_t icount; /* UINT64_MAX when absent */
+	uint32_t l1_size;
+};
+
+struct qcow2_l2slot {
+	uint64_t host;  /* host offset of the L2 table, 0 when empty */
+	uint64_t *ent;  /* decoded entries (2 per entry with extended L2) */
+	uint64_t stamp; /* LRU */
+};
+
+#define QCOW2_CTX_POOL 16
+
+struct qcow2_state {
+	uint32_t version;
+	uint32_t cluster_bits, cluster_size;
+	uint64_t incompat, compat, autoclear;
+	uint32_t refcount_order;
+	uint32_t comp_type;
+	bool extl2;
+	uint32_t l2_entries;  /* entries per L2 table */
+	uint32_t sub_size;    /* subcluster size (extended L2), else cluster size */
+	uint32_t csize_shift; /* compressed descriptor: sector count shift */
+	uint64_t csize_mask, coff_mask;
+
+	uint64_t *l1;
+	uint32_t l1_size;
+	uint64_t l1_off;
+	uint64_t rt_off;
+	uint32_t rt_clusters;
+
+	char *backing_name, *backing_fmt, *data_name;
+	struct vdk_src *data; /* external data file (owned), else NULL */
+
+	uint32_t nb_snapshots;
+	uint64_t snapshots_off;
+	struct qcow2_snapshot *snaps;
+
+	/* L2 table cache and decompression contexts, shared by worker
+	 * threads (pread/extents may run concurrently). */
+	pthread_mutex_t lock;
+	bool lock_ok;
+	struct qcow2_l2slot *slots;
+	unsigned nslots;
+	uint64_t clock;
+	void *dctx[QCOW2_CTX_POOL];
+	unsigned ndctx;
+};
+
+/* Writer state. Guest cluster g maps to l2[g / l2_entries][g % l2_entries]
+ * (final on-disk values); in fixed-layout modes (preallocation=metadata,
+ * data_file) the map is computed, not stored: host = base + g * cluster. */
+struct qcow2_wstate {
+	uint32_t version, cluster_bits, cluster_size;
+	uint32_t l2_entries;
+	uint32_t comp_type;
+	int level;
+	bool compress, fixed, data_mode, data_raw;
+	uint64_t nclusters; /* guest clusters */
+	uint64_t l1_size;
+	uint64_t l1_off;
+	uint64_t *l1;    /* host offsets of the L2 tables, 0 when none */
+	uint64_t **l2;   /* per L1 index, NULL when none */
+	uint64_t base;   /* fixed layout: host offset of guest cluster 0 */
+	uint64_t cursor; /* end of the allocated host clusters (aligned) */
+	uint64_t ccur;   /* next free byte for compressed data */
+	uint16_t *rc;    /* compress mode: refcount per host cluster */
+	uint64_t rc_len;
+	pthread_mutex_t lock; /* compressor pool (encode runs on workers) */
+	bool lock_ok;
+	void *cctx[QCOW2_CTX_POOL];
+	unsigned ncctx;
+	int data_fd;
+	uint64_t data_dev, data_ino;
+	char *data_ref; /* the name stored in the image */
+};
+
+/* The source guest data lives in (the image file or the external one). */
+static inline struct vdk_src *qcow2_data_src(struct vdk_image *img)
+{
+	struct qcow2_state *s = img->state;
+	return s->data ? s->data : img->src;
+}
+
+/* qcow2_map.c */
+int qcow2_map_init(struct vdk_image *img, struct vdk_err *e);
+void qcow2_map_free(struct qcow2_state *s);
+int qcow2_extents(struct vdk_image *img, uint64_t off, uint64_t len, struct vdk_extents *out,
+                  struct vdk_err *e);
+int qcow2_pread(struct vdk_image *img, void *buf, size_t len, uint64_t off, struct vdk_err *e);
+/* Copy up to max entries of L2 table l1_idx starting at index first into
+ * ent (two words per entry with extended L2, the second the subcluster
+ * bitmap). *n gets the count copied; an unallocated L2 table gives zeroes. */
+int qcow2_l2_read(struct vdk_image *img, uint64_t l1_idx, uint32_t first, uint32_t max,
+                  uint64_t *ent, uint32_t *n, struct vdk_err *e);
+
+/* qcow2_write.c: the writer half of the vtable. */
+int qcow2_create(struct vdk_writer *w, struct vdk_err *e);
+int qcow2_write(struct vdk_writer *w, const void *buf, size_t len, uint64_t off, struct vdk_err *e);
+int qcow2_encode(struct vdk_writer *w, const void *buf, size_t len, uint64_t off,
+                 struct vdk_buf *out, struct vdk_err *e);
+int qcow2_write_encoded(struct vdk_writer *w, const struct vdk_buf *enc, uint64_t off, uint64_t len,
+                        struct vdk_err *e);
+int qcow2_write_zeroes(struct vdk_writer *w, uint64_t off, uint64_t len, struct vdk_err *e);
+int qcow2_clone(struct vdk_writer *w, uint64_t off, uint64_t len, int src_fd, uint64_t src_off,
+                enum vdk_clone_mode mode, struct vdk_err *e);
+int qcow2_finalize(struct vdk_writer *w, struct vdk_err *e);
+void qcow2_wclose(struct vdk_writer *w);
+
+#endif
