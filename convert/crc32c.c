@@ -25,7 +25,7 @@ static void crc32c_init_table(void)
 	for (uint32_t i = 0; i < 256; i++)
 		for (int t = 1; t < 8; t++)
 			crc32c_table[t][i] = (crc32c_table[t - 1][i] >> 8) ^
-					     crc32c_table[0][crc32c_table[t - 1][i] & 0xff];
+			                     crc32c_table[0][crc32c_table[t - 1][i] & 0xff];
 }
 
 /* Slicing-by-8: eight table lookups per 8 bytes. */
@@ -48,7 +48,7 @@ static uint32_t crc32c_sw(uint32_t c, const uint8_t *p, size_t len)
 
 #if defined(__x86_64__)
 __attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t c, const uint8_t *p,
-							    size_t len)
+                                                            size_t len)
 {
 	uint64_t c64 = c;
 	while (len >= 8) {

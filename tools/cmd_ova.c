@@ -23,15 +23,16 @@ enum {
 
 static void ova_usage(void)
 {
-	printf("usage:\n"
-	       "  vdkit ova verify [--require-trusted CAFILE] [--output=json] PKG\n"
-	       "  vdkit ova list [--output=json] PKG\n"
-	       "  vdkit ova unpack [-O raw|qcow2|vhdx|vmdk] [-o OPTS] [-p] [--require-trusted CAFILE]"
-	       " PKG DIR\n"
-	       "  vdkit ova pack [--name NAME] [--sha1|--sha256|--sha512] [--sign KEY --cert CERT]"
-	       " [-f FMT] [-p] OUT.ova DISK...\n"
-	       "  vdkit ova scan [--output=json] DIR\n"
-	       "PKG is a .ova file, a .ovf file or the folder of an extracted package.\n");
+	printf(
+	    "usage:\n"
+	    "  vdkit ova verify [--require-trusted CAFILE] [--output=json] PKG\n"
+	    "  vdkit ova list [--output=json] PKG\n"
+	    "  vdkit ova unpack [-O raw|qcow2|vhdx|vmdk] [-o OPTS] [-p] [--require-trusted CAFILE]"
+	    " PKG DIR\n"
+	    "  vdkit ova pack [--name NAME] [--sha1|--sha256|--sha512] [--sign KEY --cert CERT]"
+	    " [-f FMT] [-p] OUT.ova DISK...\n"
+	    "  vdkit ova scan [--output=json] DIR\n"
+	    "PKG is a .ova file, a .ovf file or the folder of an extracted package.\n");
 }
 
 static void ova_print_json(struct vdk_json *j)
@@ -64,7 +65,8 @@ static int ova_print_report(const struct ova_report *r, const char *pkg, bool js
 		struct vdk_json *a = vdk_json_set_arr(j, "issues");
 		for (size_t i = 0; i < r->n; i++) {
 			struct vdk_json *o = vdk_json_push_obj(a);
-			vdk_json_set_str(o, "level", r->v[i].level == OVA_ERROR ? "error" : "warning");
+			vdk_json_set_str(o, "level",
+			                 r->v[i].level == OVA_ERROR ? "error" : "warning");
 			if (r->v[i].file)
 				vdk_json_set_str(o, "file", r->v[i].file);
 			vdk_json_set_str(o, "message", r->v[i].msg);
@@ -84,12 +86,12 @@ static int ova_print_report(const struct ova_report *r, const char *pkg, bool js
 	}
 	for (size_t i = 0; i < r->n; i++)
 		fprintf(stderr, "%s: %s: %s%s%s\n", cli_prog,
-			r->v[i].level == OVA_ERROR ? "error" : "warning", r->v[i].file ? r->v[i].file : "",
-			r->v[i].file ? ": " : "", r->v[i].msg);
+		        r->v[i].level == OVA_ERROR ? "error" : "warning",
+		        r->v[i].file ? r->v[i].file : "", r->v[i].file ? ": " : "", r->v[i].msg);
 	if (!json && r->cert.present)
 		fprintf(stderr, "%s: signed by %s (issuer %s), valid %s to %s, signature %s, %s\n",
-			cli_prog, r->cert.subject, r->cert.issuer, r->cert.not_before,
-			r->cert.not_after, r->cert.sig_ok ? "ok" : "BAD", r->cert.trust_msg);
+		        cli_prog, r->cert.subject, r->cert.issuer, r->cert.not_before,
+		        r->cert.not_after, r->cert.sig_ok ? "ok" : "BAD", r->cert.trust_msg);
 	return r->errors ? CLI_BAD : CLI_OK;
 }
 
@@ -107,9 +109,9 @@ static int ova_parse_output(const char *arg, bool *json)
 static int ova_verify_cmd(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{"require-trusted", required_argument, NULL, OVA_OPT_REQUIRE_TRUSTED},
-		{"output", required_argument, NULL, CLI_OPT_OUTPUT},
-		{NULL, 0, NULL, 0},
+	    {"require-trusted", required_argument, NULL, OVA_OPT_REQUIRE_TRUSTED},
+	    {"output", required_argument, NULL, CLI_OPT_OUTPUT},
+	    {NULL, 0, NULL, 0},
 	};
 	struct ova_verify_opts vo = {0};
 	bool json = false;
@@ -143,8 +145,8 @@ static int ova_verify_cmd(int argc, char **argv)
 static int ova_list_cmd(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{"output", required_argument, NULL, CLI_OPT_OUTPUT},
-		{NULL, 0, NULL, 0},
+	    {"output", required_argument, NULL, CLI_OPT_OUTPUT},
+	    {NULL, 0, NULL, 0},
 	};
 	bool json = false;
 	int c;
@@ -174,10 +176,10 @@ static int ova_list_cmd(int argc, char **argv)
 static int ova_unpack_cmd(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{"require-trusted", required_argument, NULL, OVA_OPT_REQUIRE_TRUSTED},
-		{"no-verify", no_argument, NULL, OVA_OPT_NO_VERIFY},
-		{"threads", required_argument, NULL, CLI_OPT_THREADS},
-		{NULL, 0, NULL, 0},
+	    {"require-trusted", required_argument, NULL, OVA_OPT_REQUIRE_TRUSTED},
+	    {"no-verify", no_argument, NULL, OVA_OPT_NO_VERIFY},
+	    {"threads", required_argument, NULL, CLI_OPT_THREADS},
+	    {NULL, 0, NULL, 0},
 	};
 	struct ova_unpack_opts uo = {.out_fmt = "raw"};
 	struct vdk_opts wopts = {0};
@@ -187,13 +189,26 @@ static int ova_unpack_cmd(int argc, char **argv)
 	vdk_convert_opts_init(&uo.conv);
 	while (!rc && (c = getopt_long(argc, argv, "O:o:p", lo, NULL)) != -1) {
 		switch (c) {
-		case 'O': uo.out_fmt = optarg; break;
-		case 'o': rc = vdk_opts_parse(&wopts, optarg, &e) ? cli_fail(&e) : 0; break;
-		case 'p': progress = true; break;
-		case OVA_OPT_REQUIRE_TRUSTED: uo.cafile = optarg; break;
-		case OVA_OPT_NO_VERIFY: uo.no_verify = true; break;
-		case CLI_OPT_THREADS: uo.conv.threads = (unsigned)atoi(optarg); break;
-		default: rc = CLI_USAGE;
+		case 'O':
+			uo.out_fmt = optarg;
+			break;
+		case 'o':
+			rc = vdk_opts_parse(&wopts, optarg, &e) ? cli_fail(&e) : 0;
+			break;
+		case 'p':
+			progress = true;
+			break;
+		case OVA_OPT_REQUIRE_TRUSTED:
+			uo.cafile = optarg;
+			break;
+		case OVA_OPT_NO_VERIFY:
+			uo.no_verify = true;
+			break;
+		case CLI_OPT_THREADS:
+			uo.conv.threads = (unsigned)atoi(optarg);
+			break;
+		default:
+			rc = CLI_USAGE;
 		}
 	}
 	if (!rc && optind != argc - 2)
@@ -237,15 +252,33 @@ static int ova_unpack_cmd(int argc, char **argv)
 static int ova_pack_opt(struct ova_pack_opts *po, int c, const char *arg, bool *progress)
 {
 	switch (c) {
-	case OVA_OPT_NAME: po->name = arg; return 0;
-	case OVA_OPT_SHA1: po->alg = OVA_SHA1; return 0;
-	case OVA_OPT_SHA256: po->alg = OVA_SHA256; return 0;
-	case OVA_OPT_SHA512: po->alg = OVA_SHA512; return 0;
-	case OVA_OPT_SIGN: po->sign_key = arg; return 0;
-	case OVA_OPT_CERT: po->sign_cert = arg; return 0;
-	case 'f': po->in_fmt = arg; return 0;
-	case 'p': *progress = true; return 0;
-	case CLI_OPT_THREADS: po->conv.threads = (unsigned)atoi(arg); return 0;
+	case OVA_OPT_NAME:
+		po->name = arg;
+		return 0;
+	case OVA_OPT_SHA1:
+		po->alg = OVA_SHA1;
+		return 0;
+	case OVA_OPT_SHA256:
+		po->alg = OVA_SHA256;
+		return 0;
+	case OVA_OPT_SHA512:
+		po->alg = OVA_SHA512;
+		return 0;
+	case OVA_OPT_SIGN:
+		po->sign_key = arg;
+		return 0;
+	case OVA_OPT_CERT:
+		po->sign_cert = arg;
+		return 0;
+	case 'f':
+		po->in_fmt = arg;
+		return 0;
+	case 'p':
+		*progress = true;
+		return 0;
+	case CLI_OPT_THREADS:
+		po->conv.threads = (unsigned)atoi(arg);
+		return 0;
 	}
 	return CLI_USAGE;
 }
@@ -253,14 +286,14 @@ static int ova_pack_opt(struct ova_pack_opts *po, int c, const char *arg, bool *
 static int ova_pack_cmd(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{"name", required_argument, NULL, OVA_OPT_NAME},
-		{"sha1", no_argument, NULL, OVA_OPT_SHA1},
-		{"sha256", no_argument, NULL, OVA_OPT_SHA256},
-		{"sha512", no_argument, NULL, OVA_OPT_SHA512},
-		{"sign", required_argument, NULL, OVA_OPT_SIGN},
-		{"cert", required_argument, NULL, OVA_OPT_CERT},
-		{"threads", required_argument, NULL, CLI_OPT_THREADS},
-		{NULL, 0, NULL, 0},
+	    {"name", required_argument, NULL, OVA_OPT_NAME},
+	    {"sha1", no_argument, NULL, OVA_OPT_SHA1},
+	    {"sha256", no_argument, NULL, OVA_OPT_SHA256},
+	    {"sha512", no_argument, NULL, OVA_OPT_SHA512},
+	    {"sign", required_argument, NULL, OVA_OPT_SIGN},
+	    {"cert", required_argument, NULL, OVA_OPT_CERT},
+	    {"threads", required_argument, NULL, CLI_OPT_THREADS},
+	    {NULL, 0, NULL, 0},
 	};
 	struct ova_pack_opts po = {.alg = OVA_SHA256};
 	bool progress = false;
@@ -282,7 +315,7 @@ static int ova_pack_cmd(int argc, char **argv)
 	}
 	struct vdk_err e = {0};
 	rc = ova_pack(argv[optind], (const char *const *)argv + optind + 1,
-		      (size_t)(argc - optind - 1), &po, &e);
+	              (size_t)(argc - optind - 1), &po, &e);
 	if (po.conv.progress)
 		fprintf(stderr, "\n");
 	return rc < 0 ? cli_fail(&e) : CLI_OK;
@@ -291,8 +324,8 @@ static int ova_pack_cmd(int argc, char **argv)
 static int ova_scan_cmd(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{"output", required_argument, NULL, CLI_OPT_OUTPUT},
-		{NULL, 0, NULL, 0},
+	    {"output", required_argument, NULL, CLI_OPT_OUTPUT},
+	    {NULL, 0, NULL, 0},
 	};
 	bool json = false;
 	int c;

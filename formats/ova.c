@@ -1,0 +1,735 @@
+/* OVA/OVF packages: open (a .ova, a .ovf or a folder), inventory, verify
+ * against the manifest (DSP0243 5.1) and scan a share the way MTV does.
+ * Unpack and pack live in ova_xfer.c. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ova.h"
+#include "util.h"
+
+#define OVA_IO_CHUNK (4u << 20) /* NFS: large sequential requests */
+
+static bool ova_ends_with(const char *s, const char *suffix)
+{
+	size_t a = strlen(s), b = strlen(suffix);
+	return a >= b && !strcasecmp(s + a - b, suffix);
+}
+
+/* Reports ------------------------------------------------------------ */
+
+void ova_report_add(struct ova_report *r, enum ova_level lv, const char *file, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (lv == OVA_ERROR)
+		r->errors++;
+	else
+		r->warnings++;
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? 2 * r->cap : 8;
+		struct ova_issue *v = realloc(r->v, cap * sizeof(*v));
+		if (!v)
+			return;
+		r->v = v;
+		r->cap = cap;
+	}
+	r->v[r->n].level = lv;
+	r->v[r->n].file = file ? strdup(file) : NULL;
+	r->v[r->n].msg = strdup(msg);
+	r->n++;
+}
+
+void ova_report_free(struct ova_report *r)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		free(r->v[i].file);
+		free(r->v[i].msg);
+	}
+	for (size_t i = 0; i < r->nout; i++)
+		free(r->outputs[i]);
+	free(r->outputs);
+	free(r->v);
+	memset(r, 0, sizeof(*r));
+}
+
+/* Opening ------------------------------------------------------------- */
+
+int ova_pkg_find(const struct ova_pkg *p, const char *name)
+{
+	for (size_t i = 0; i < p->m.n; i++)
+		if (!p->m.v[i].dir && !strcmp(p->m.v[i].name, name))
+			return (int)i;
+	return -1;
+}
+
+int ova_member_src(struct ova_pkg *p, int idx, struct vdk_src **out, struct vdk_err *e)
+{
+	const struct ova_member *m = &p->m.v[idx];
+	if (p->tar) {
+		char label[OVA_NAME_MAX + 64];
+		snprintf(label, sizeof(label), "%s:%s", p->label, m->name);
+		return vdk_src_open_window(p->src, m->off, m->size, label, out, e);
+	}
+	/* Folder packages: the file must still be the regular file seen at
+	 * open (no symlink swapped in), with the same size. */
+	struct stat st;
+	if (lstat(m->path, &st) != 0)
+		return vdk_ioerr(e, errno, m->path, "%s", strerror(errno));
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != m->size)
+		return vdk_bad(e, m->path, "ovf", VDK_NO_OFFSET,
+		               "changed since the package was opened (or is not a regular file)");
+	return vdk_src_open_file(m->path, out, e);
+}
+
+static int ova_read_member(struct ova_pkg *p, int idx, size_t max, uint8_t **buf, size_t *len,
+                           struct vdk_err *e)
+{
+	const struct ova_member *m = &p->m.v[idx];
+	if (m->size > max)
+		return vdk_bad(e, p->label, "ova", m->off, "%s is too large (%llu bytes)", m->name,
+		               (unsigned long long)m->size);
+	struct vdk_src *s;
+	int r = ova_member_src(p, idx, &s, e);
+	if (r < 0)
+		return r;
+	*buf = malloc((size_t)m->size + 1);
+	if (!*buf)
+		r = vdk_ioerr(e, ENOMEM, p->label, "out of memory");
+	else
+		r = vdk_src_pread(s, *buf, (size_t)m->size, 0, e);
+	vdk_src_close(s);
+	if (r == 0) {
+		(*buf)[m->size] = 0;
+		*len = (size_t)m->size;
+	}
+	return r;
+}
+
+static int ova_add_file(struct ova_pkg *p, const char *dir, const char *name, const struct stat *st,
+                        struct vdk_err *e)
+{
+	if (p->m.n >= OVA_MEMBERS_MAX)
+		return vdk_bad(e, dir, "ovf", VDK_NO_OFFSET, "too many files in the folder");
+	struct ova_member *v = realloc(p->m.v, (p->m.n + 1) * sizeof(*v));
+	if (!v)
+		return vdk_ioerr(e, ENOMEM, dir, "out of memory");
+	p->m.v = v;
+	struct ova_member *m = &v[p->m.n];
+	memset(m, 0, sizeof(*m));
+	m->name = strdup(name);
+	m->size = (uint64_t)st->st_size;
+	if (m->name && asprintf(&m->path, "%s/%s", dir, name) < 0)
+		m->path = NULL;
+	if (!m->name || !m->path) {
+		free(m->name);
+		free(m->path);
+		return vdk_ioerr(e, ENOMEM, dir, "out of memory");
+	}
+	p->m.n++;
+	return 0;
+}
+
+/* The folder's regular files; symlinks and subfolders are not members. */
+static int ova_list_dir(struct ova_pkg *p, struct vdk_err *e)
+{
+	DIR *d = opendir(p->dir);
+	if (!d)
+		return vdk_ioerr(e, errno, p->dir, "%s", strerror(errno));
+	struct dirent *de;
+	int r = 0;
+	while (r == 0 && (de = readdir(d))) {
+		struct stat st;
+		char path[PATH_MAX];
+		if (de->d_name[0] == '.' && (!de->d_name[1] || !strcmp(de->d_name, "..")))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", p->dir, de->d_name);
+		if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && ova_name_ok(de->d_name))
+			r = ova_add_file(p, p->dir, de->d_name, &st, e);
+	}
+	closedir(d);
+	return r;
+}
+
+/* An href with folders ("sub/disk.vmdk"): a regular file under the
+ * package folder, reached without following symlinks. */
+static int ova_add_nested(struct ova_pkg *p, const char *href, struct vdk_err *e)
+{
+	if (!strchr(href, '/') || ova_pkg_find(p, href) >= 0)
+		return 0;
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s", p->dir);
+	for (const char *s = href; *s;) {
+		const char *sl = strchr(s, '/');
+		size_t n = sl ? (size_t)(sl - s) : strlen(s);
+		size_t l = strlen(path);
+		if (l + n + 2 > sizeof(path))
+			return 0;
+		path[l] = '/';
+		memcpy(path + l + 1, s, n);
+		path[l + 1 + n] = 0;
+		struct stat st;
+		if (lstat(path, &st) != 0 || S_ISLNK(st.st_mode))
+			return 0;
+		if (!sl)
+			return S_ISREG(st.st_mode) ? ova_add_file(p, p->dir, href, &st, e) : 0;
+		s = sl + 1;
+	}
+	return 0;
+}
+
+static int ova_find_suffix(struct ova_pkg *p, const char *suffix, int *out, struct vdk_err *e)
+{
+	*out = -1;
+	for (size_t i = 0; i < p->m.n; i++) {
+		if (p->m.v[i].dir || !ova_ends_with(p->m.v[i].name, suffix))
+			continue;
+		if (*out >= 0)
+			return vdk_bad(e, p->label, "ova", VDK_NO_OFFSET,
+			               "more than one %s file (%s, %s)", suffix, p->m.v[*out].name,
+			               p->m.v[i].name);
+		*out = (int)i;
+	}
+	return 0;
+}
+
+/* The .mf and .cert that go with the descriptor: same base name
+ * (DSP0243), else the only one there is. */
+static int ova_find_companion(struct ova_pkg *p, const char *ext, int *out, struct vdk_err *e)
+{
+	const char *ovf = p->m.v[p->ovf].name;
+	char want[OVA_NAME_MAX + 8];
+	snprintf(want, sizeof(want), "%.*s%s", (int)(strlen(ovf) - 4), ovf, ext);
+	*out = ova_pkg_find(p, want);
+	if (*out >= 0)
+		return 0;
+	return ova_find_suffix(p, ext, out, e);
+}
+
+static int ova_open_tar(struct ova_pkg *p, struct vdk_err *e)
+{
+	int r = vdk_src_open_file(p->path, &p->src, e);
+	if (r < 0)
+		return r;
+	struct stat st;
+	if (fstat(p->src->fd, &st) != 0)
+		return vdk_ioerr(e, errno, p->path, "%s", strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return vdk_bad(e, p->path, "ova", VDK_NO_OFFSET, "not a regular file");
+	p->st_size = (uint64_t)st.st_size;
+	p->mtime = st.st_mtim;
+	return ova_tar_index(p->src, &p->m, e);
+}
+
+static int ova_open_folder(struct ova_pkg *p, const char *ovf_name, struct vdk_err *e)
+{
+	int r = ova_list_dir(p, e);
+	if (r < 0)
+		return r;
+	if (ovf_name) {
+		p->ovf = ova_pkg_find(p, ovf_name);
+		if (p->ovf < 0)
+			return vdk_bad(e, p->path, "ovf", VDK_NO_OFFSET,
+			               "not a regular file in its folder");
+		return 0;
+	}
+	return ova_find_suffix(p, ".ovf", &p->ovf, e);
+}
+
+static int ova_split_path(struct ova_pkg *p, const char **ovf_name, struct vdk_err *e)
+{
+	struct stat st;
+	*ovf_name = NULL;
+	if (stat(p->path, &st) != 0)
+		return vdk_ioerr(e, errno, p->path, "%s", strerror(errno));
+	if (S_ISDIR(st.st_mode)) {
+		p->dir = strdup(p->path);
+		return p->dir ? 0 : -ENOMEM;
+	}
+	if (!ova_ends_with(p->path, ".ovf")) {
+		p->tar = true;
+		return 0;
+	}
+	const char *sl = strrchr(p->path, '/');
+	*ovf_name = sl ? sl + 1 : p->path;
+	p->dir = sl ? strndup(p->path, (size_t)(sl - p->path)) : strdup(".");
+	if (p->dir && !p->dir[0]) {
+		free(p->dir);
+		p->dir = strdup("/");
+	}
+	return p->dir ? 0 : -ENOMEM;
+}
+
+static int ova_load_meta(struct ova_pkg *p, struct vdk_err *e)
+{
+	if (p->ovf < 0)
+		return vdk_bad(e, p->label, "ova", VDK_NO_OFFSET,
+		               "no .ovf descriptor in the package");
+	char label[PATH_MAX + OVA_NAME_MAX];
+	snprintf(label, sizeof(label), "%s%s%s", p->tar ? p->label : "", p->tar ? ":" : "",
+	         p->tar ? p->m.v[p->ovf].name : p->m.v[p->ovf].path);
+	int r = ova_read_member(p, p->ovf, OVA_OVF_MAX, &p->ovf_buf, &p->ovf_len, e);
+	if (r == 0)
+		r = ova_ovf_parse(p->ovf_buf, p->ovf_len, label, &p->desc, e);
+	for (size_t i = 0; r == 0 && !p->tar && i < p->desc.nfiles; i++)
+		r = ova_add_nested(p, p->desc.files[i].href, e);
+	if (r == 0)
+		r = ova_find_companion(p, ".mf", &p->mf, e);
+	if (r == 0)
+		r = ova_find_companion(p, ".cert", &p->cert, e);
+	if (r == 0 && p->mf >= 0)
+		r = ova_read_member(p, p->mf, OVA_MF_MAX, &p->mf_buf, &p->mf_len, e);
+	if (r == 0 && p->mf >= 0)
+		r = ova_mf_parse((const char *)p->mf_buf, p->mf_len, p->m.v[p->mf].name, &p->man,
+		                 e);
+	if (r == 0 && p->cert >= 0)
+		r = ova_read_member(p, p->cert, OVA_CERT_MAX, &p->cert_buf, &p->cert_len, e);
+	return r;
+}
+
+int ova_pkg_open(const char *path, struct ova_pkg **out, struct vdk_err *e)
+{
+	struct ova_pkg *p = calloc(1, sizeof(*p));
+	if (!p || !(p->path = strdup(path))) {
+		free(p);
+		return vdk_ioerr(e, ENOMEM, path, "out of memory");
+	}
+	p->ovf = p->mf = p->cert = -1;
+	const char *ovf_name;
+	int r = ova_split_path(p, &ovf_name, e);
+	if (r == -ENOMEM)
+		r = vdk_ioerr(e, ENOMEM, path, "out of memory");
+	if (r == 0) {
+		p->label = strdup(path);
+		if (p->tar) {
+			r = ova_open_tar(p, e);
+			if (r == 0)
+				r = ova_find_suffix(p, ".ovf", &p->ovf, e);
+		} else {
+			r = ova_open_folder(p, ovf_name, e);
+		}
+	}
+	if (r == 0)
+		r = ova_load_meta(p, e);
+	if (r < 0) {
+		ova_pkg_close(p);
+		return r;
+	}
+	*out = p;
+	return 0;
+}
+
+void ova_pkg_close(struct ova_pkg *p)
+{
+	if (!p)
+		return;
+	ova_tar_free(&p->m);
+	ova_ovf_free(&p->desc);
+	ova_mf_free(&p->man);
+	vdk_src_close(p->src);
+	free(p->ovf_buf);
+	free(p->mf_buf);
+	free(p->cert_buf);
+	free(p->dir);
+	free(p->label);
+	free(p->path);
+	free(p);
+}
+
+int ova_pkg_stable(struct ova_pkg *p, struct vdk_err *e)
+{
+	struct stat st;
+	if (!p->tar)
+		return 0;
+	if (fstat(p->src->fd, &st) != 0)
+		return vdk_ioerr(e, errno, p->path, "%s", strerror(errno));
+	if ((uint64_t)st.st_size != p->st_size || st.st_mtim.tv_sec != p->mtime.tv_sec ||
+	    st.st_mtim.tv_nsec != p->mtime.tv_nsec)
+		return vdk_err_set(e, VDK_E_IO, EAGAIN, p->path, "ova", VDK_NO_OFFSET,
+		                   "the package changed during the run (still being copied?)");
+	return 0;
+}
+
+struct vdk_json *ova_pkg_inventory(const struct ova_pkg *p)
+{
+	struct vdk_json *j = vdk_json_new_obj();
+	if (j)
+		ova_pkg_inventory_into(p, j);
+	return j;
+}
+
+void ova_pkg_inventory_into(const struct ova_pkg *p, struct vdk_json *j)
+{
+	vdk_json_set_str(j, "package", p->path);
+	vdk_json_set_str(j, "type", p->tar ? "ova" : "ovf");
+	vdk_json_set_str(j, "descriptor", p->m.v[p->ovf].name);
+	if (p->mf >= 0)
+		vdk_json_set_str(j, "manifest", p->m.v[p->mf].name);
+	if (p->cert >= 0)
+		vdk_json_set_str(j, "certificate", p->m.v[p->cert].name);
+	ova_ovf_json(&p->desc, j);
+	struct vdk_json *a = vdk_json_set_arr(j, "members");
+	for (size_t i = 0; i < p->m.n; i++) {
+		if (p->m.v[i].dir)
+			continue;
+		struct vdk_json *m = vdk_json_push_obj(a);
+		vdk_json_set_str(m, "name", p->m.v[i].name);
+		vdk_json_set_u64(m, "size", p->m.v[i].size);
+		if (p->tar)
+			vdk_json_set_u64(m, "offset", p->m.v[i].off);
+	}
+}
+
+/* Verify ------------------------------------------------------------- */
+
+/* Names a referenced file stands for: itself, or its chunks
+ * "href.000000000", "href.000000001"... (DSP0243 5.3). */
+static int ova_chunk_names(const struct ova_pkg *p, const struct ova_file *f, char ***out,
+                           size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	for (size_t k = 0; k < 1000000000; k++) {
+		char name[OVA_NAME_MAX + 16];
+		if (f->chunk)
+			snprintf(name, sizeof(name), "%s.%09zu", f->href, k);
+		else
+			snprintf(name, sizeof(name), "%s", f->href);
+		if (k > 0 && ova_pkg_find(p, name) < 0)
+			break;
+		char **v = realloc(*out, (*n + 1) * sizeof(*v));
+		if (!v || !(v[*n] = strdup(name))) {
+			free(v ? v : *out);
+			return -ENOMEM;
+		}
+		*out = v;
+		(*n)++;
+		if (!f->chunk)
+			break;
+	}
+	return 0;
+}
+
+void ova_free_names(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* Structure: every referenced file present, listed and of the right size. */
+static void ova_check_file(struct ova_pkg *p, const struct ova_file *f, struct ova_report *r,
+                           bool *want)
+{
+	char **names;
+	size_t n;
+	if (ova_chunk_names(p, f, &names, &n) < 0) {
+		ova_report_add(r, OVA_ERROR, f->href, "out of memory");
+		return;
+	}
+	uint64_t total = 0;
+	for (size_t k = 0; k < n; k++) {
+		int idx = ova_pkg_find(p, names[k]);
+		if (idx < 0) {
+			ova_report_add(r, OVA_ERROR, names[k],
+			               "referenced by the OVF but missing "
+			               "from the package");
+			continue;
+		}
+		want[idx] = true;
+		total += p->m.v[idx].size;
+		if (p->mf >= 0 && !ova_mf_find(&p->man, names[k]))
+			ova_report_add(r, OVA_ERROR, names[k], "not listed in the manifest");
+	}
+	if (f->has_size && total != f->size && n && ova_pkg_find(p, names[0]) >= 0)
+		ova_report_add(r, f->gzip ? OVA_WARN : OVA_ERROR, f->href,
+		               "size %llu differs from the descriptor's %llu",
+		               (unsigned long long)total, (unsigned long long)f->size);
+	ova_free_names(names, n);
+}
+
+/* Everything verify checks without reading file contents. want[i] says
+ * which members are part of the package. */
+int ova_check_structure(struct ova_pkg *p, const struct ova_verify_opts *o, struct ova_report *r,
+                        bool *want)
+{
+	const char *ovf = p->m.v[p->ovf].name;
+	want[p->ovf] = true;
+	if (p->mf < 0)
+		ova_report_add(r, OVA_WARN, NULL, "no manifest: file digests cannot be checked");
+	else if (!ova_mf_find(&p->man, ovf))
+		ova_report_add(r, OVA_ERROR, ovf, "the descriptor is not listed in the manifest");
+	for (size_t i = 0; i < p->desc.nfiles; i++)
+		ova_check_file(p, &p->desc.files[i], r, want);
+	for (size_t i = 0; i < p->man.n; i++) {
+		int idx = ova_pkg_find(p, p->man.v[i].name);
+		if (idx < 0)
+			ova_report_add(r, OVA_ERROR, p->man.v[i].name,
+			               "listed in the manifest but not in the package");
+		else
+			want[idx] = true;
+	}
+	if (p->mf >= 0)
+		want[p->mf] = true;
+	if (p->cert >= 0)
+		want[p->cert] = true;
+	for (size_t i = 0; i < p->m.n; i++)
+		if (!want[i] && !p->m.v[i].dir)
+			ova_report_add(r, OVA_WARN, p->m.v[i].name,
+			               "not referenced by the descriptor (ignored)");
+	if (p->cert >= 0) {
+		struct vdk_err ce = {0};
+		if (p->mf < 0)
+			ova_report_add(r, OVA_ERROR, p->m.v[p->cert].name,
+			               "a certificate without a manifest");
+		else if (ova_cert_verify(p->cert_buf, p->cert_len, p->m.v[p->cert].name, p->mf_buf,
+		                         p->mf_len, p->m.v[p->mf].name, o ? o->cafile : NULL,
+		                         &r->cert, &ce) < 0)
+			ova_report_add(r, OVA_ERROR, p->m.v[p->cert].name, "%s", ce.msg);
+		else if (!r->cert.sig_ok)
+			ova_report_add(r, OVA_ERROR, p->m.v[p->cert].name,
+			               "the signature over the manifest does not verify");
+		else if (!r->cert.trusted || !r->cert.time_ok)
+			ova_report_add(r, o && o->cafile ? OVA_ERROR : OVA_WARN,
+			               p->m.v[p->cert].name, "signer %s is %s%s", r->cert.subject,
+			               r->cert.self_signed ? "self-signed" : "not trusted",
+			               r->cert.time_ok ? "" : ", certificate not valid now");
+	}
+	return 0;
+}
+
+static int ova_hash_member(struct ova_pkg *p, int idx, const struct ova_mf_entry *m, uint8_t *buf,
+                           struct ova_report *r, struct vdk_err *e)
+{
+	struct vdk_src *s;
+	int rc = ova_member_src(p, idx, &s, e);
+	if (rc < 0)
+		return rc;
+	struct ova_hash *h = ova_hash_new(m->alg);
+	if (!h) {
+		vdk_src_close(s);
+		return vdk_ioerr(e, ENOMEM, p->label, "out of memory");
+	}
+	for (uint64_t off = 0; rc == 0 && off < s->size;) {
+		size_t n = (size_t)VDK_MIN((uint64_t)OVA_IO_CHUNK, s->size - off);
+		rc = vdk_src_pread(s, buf, n, off, e);
+		if (rc == 0)
+			ova_hash_update(h, buf, n);
+		off += n;
+	}
+	uint8_t d[OVA_DIGEST_MAX];
+	ova_hash_final(h, d);
+	ova_hash_free(h);
+	vdk_src_close(s);
+	if (rc < 0)
+		return rc;
+	if (memcmp(d, m->digest, ova_alg_len(m->alg)))
+		ova_report_add(r, OVA_ERROR, m->name, "%s digest mismatch", ova_alg_name(m->alg));
+	else
+		r->checked++;
+	return 0;
+}
+
+int ova_verify(struct ova_pkg *p, const struct ova_verify_opts *o, struct ova_report *r,
+               struct vdk_err *e)
+{
+	bool *want = calloc(p->m.n, sizeof(bool));
+	uint8_t *buf = malloc(OVA_IO_CHUNK);
+	int rc = 0;
+	if (!want || !buf) {
+		free(want);
+		free(buf);
+		return vdk_ioerr(e, ENOMEM, p->label, "out of memory");
+	}
+	ova_check_structure(p, o, r, want);
+	/* Members are indexed in file order: one sequential pass. */
+	for (size_t i = 0; rc == 0 && i < p->m.n; i++) {
+		const struct ova_mf_entry *m =
+		    p->m.v[i].dir ? NULL : ova_mf_find(&p->man, p->m.v[i].name);
+		if (m)
+			rc = ova_hash_member(p, (int)i, m, buf, r, e);
+	}
+	if (rc == 0)
+		rc = ova_pkg_stable(p, e);
+	free(want);
+	free(buf);
+	return rc;
+}
+
+/* Scan ---------------------------------------------------------------- */
+
+const char *ova_scan_kind_name(enum ova_scan_kind k)
+{
+	return k == OVA_SCAN_OVA     ? "ova"
+	       : k == OVA_SCAN_OVF   ? "ovf"
+	       : k == OVA_SCAN_ERROR ? "error"
+	                             : "skipped";
+}
+
+struct ova_scan_ctx {
+	struct ova_scan *s;
+	struct vdk_json *json;
+	time_t now;
+};
+
+static struct ova_scan_item *ova_scan_push(struct ova_scan_ctx *c, enum ova_scan_kind k,
+                                           const char *path, const char *msg,
+                                           const struct ova_pkg *p)
+{
+	struct ova_scan *s = c->s;
+	if (c->json) {
+		struct vdk_json *o = vdk_json_push_obj(c->json);
+		vdk_json_set_str(o, "path", path);
+		vdk_json_set_str(o, "kind", ova_scan_kind_name(k));
+		if (msg)
+			vdk_json_set_str(o, k == OVA_SCAN_ERROR ? "error" : "reason", msg);
+		if (p)
+			ova_pkg_inventory_into(p, vdk_json_set_obj(o, "inventory"));
+	}
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? 2 * s->cap : 16;
+		struct ova_scan_item *v = realloc(s->v, cap * sizeof(*v));
+		if (!v)
+			return NULL;
+		s->v = v;
+		s->cap = cap;
+	}
+	struct ova_scan_item *it = &s->v[s->n++];
+	memset(it, 0, sizeof(*it));
+	it->kind = k;
+	it->path = strdup(path);
+	it->msg = msg ? strdup(msg) : NULL;
+	it->name = p && p->desc.name ? strdup(p->desc.name) : NULL;
+	return it;
+}
+
+static void ova_scan_pkg(struct ova_scan_ctx *c, const char *path, const struct stat *st,
+                         enum ova_scan_kind kind)
+{
+	if (st->st_size == 0) {
+		ova_scan_push(c, OVA_SCAN_SKIPPED, path, "empty: still being copied", NULL);
+		return;
+	}
+	if (st->st_mtime > c->now - 30) {
+		ova_scan_push(c, OVA_SCAN_SKIPPED, path,
+		              "modified in the last 30 seconds: still being copied", NULL);
+		return;
+	}
+	struct ova_pkg *p;
+	struct vdk_err e = {0};
+	if (ova_pkg_open(path, &p, &e) < 0) {
+		ova_scan_push(c, OVA_SCAN_ERROR, path, e.msg, NULL);
+		return;
+	}
+	ova_scan_push(c, kind, path, NULL, p);
+	ova_pkg_close(p);
+}
+
+static int ova_name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted entry names of a folder (deterministic output). */
+static int ova_scan_names(const char *dir, char ***out, size_t *n)
+{
+	DIR *d = opendir(dir);
+	*out = NULL;
+	*n = 0;
+	if (!d)
+		return -errno;
+	struct dirent *de;
+	size_t cap = 0;
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (*n == cap) {
+			cap = cap ? 2 * cap : 32;
+			char **v = realloc(*out, cap * sizeof(*v));
+			if (!v)
+				break;
+			*out = v;
+		}
+		if (!((*out)[*n] = strdup(de->d_name)))
+			break;
+		(*n)++;
+	}
+	closedir(d);
+	if (*n)
+		qsort(*out, *n, sizeof(char *), ova_name_cmp);
+	return 0;
+}
+
+/* depth: 1 for files in the share's root (MTV counts path components). */
+static void ova_scan_walk(struct ova_scan_ctx *c, const char *dir, int depth)
+{
+	char **names;
+	size_t n, novf = 0;
+	if (ova_scan_names(dir, &names, &n) < 0) {
+		ova_scan_push(c, OVA_SCAN_ERROR, dir, strerror(errno), NULL);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (depth <= 3 && ova_ends_with(names[i], ".ovf"))
+			novf++;
+	for (size_t i = 0; i < n; i++) {
+		char path[PATH_MAX];
+		struct stat st;
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		/* Symlinks are not followed: they could lead out of the share. */
+		if (lstat(path, &st) != 0 || S_ISLNK(st.st_mode))
+			continue;
+		if (S_ISDIR(st.st_mode)) {
+			if (depth < 3)
+				ova_scan_walk(c, path, depth + 1);
+		} else if (S_ISREG(st.st_mode) && depth <= 2 && ova_ends_with(names[i], ".ova")) {
+			ova_scan_pkg(c, path, &st, OVA_SCAN_OVA);
+		} else if (S_ISREG(st.st_mode) && ova_ends_with(names[i], ".ovf") && novf == 1) {
+			ova_scan_pkg(c, path, &st, OVA_SCAN_OVF);
+		}
+	}
+	if (novf > 1) {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "%zu .ovf files in one folder: one package per folder",
+		         novf);
+		ova_scan_push(c, OVA_SCAN_ERROR, dir, msg, NULL);
+	}
+	ova_free_names(names, n);
+}
+
+int ova_scan_dir(const char *dir, time_t now, struct ova_scan *s, struct vdk_json *json,
+                 struct vdk_err *e)
+{
+	struct stat st;
+	memset(s, 0, sizeof(*s));
+	if (stat(dir, &st) != 0)
+		return vdk_ioerr(e, errno, dir, "%s", strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return vdk_err_set(e, VDK_E_USAGE, ENOTDIR, dir, NULL, VDK_NO_OFFSET,
+		                   "not a directory");
+	struct ova_scan_ctx c = {.s = s, .json = json, .now = now};
+	ova_scan_walk(&c, dir, 1);
+	return 0;
+}
+
+void ova_scan_free(struct ova_scan *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		free(s->v[i].path);
+		free(s->v[i].msg);
+		free(s->v[i].name);
+	}
+	free(s->v);
+	memset(s, 0, sizeof(*s));
+}

@@ -1,0 +1,612 @@
+/* VMDK reader: the vtable, probing, opening (descriptor + extents + parent),
+ * extents and reads. A VMDK image is a descriptor (a text file, or text
+ * embedded in a sparse extent) and a list of extents laid end to end.
+ * Extent files and parents are opened only through the core, which keeps
+ * them inside the image's folder unless the user allowed more. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "err.h"
+#include "util.h"
+#include "vmdk.h"
+
+#define VMDK_NO_PARENT_CID 0xffffffffu
+
+static int vmdk_probe(const uint8_t *buf, size_t len, uint64_t size)
+{
+	(void)size;
+	if (len >= 4 && (vdk_le32(buf) == VMDK_MAGIC_KDMV || vdk_le32(buf) == VMDK_MAGIC_COWD))
+		return 100;
+	/* A text descriptor: "# Disk DescriptorFile" or a version line before
+	 * anything else, as qemu accepts it. */
+	static const char head[] = "# Disk DescriptorFile";
+	if (len >= sizeof(head) - 1 && !memcmp(buf, head, sizeof(head) - 1))
+		return 100;
+	size_t i = 0;
+	while (i < len) {
+		if (buf[i] == '#') {
+			while (i < len && buf[i] != '\n')
+				i++;
+			i++;
+			continue;
+		}
+		if (buf[i] == '\n' || buf[i] == '\r' || buf[i] == ' ') {
+			i++;
+			continue;
+		}
+		return len - i >= 9 && !memcmp(buf + i, "version=", 8) && buf[i + 8] >= '1' &&
+		               buf[i + 8] <= '3'
+		           ? 100
+		           : 0;
+	}
+	return 0;
+}
+
+static const struct vdk_access vmdk_no_access;
+
+static const struct vdk_access *vmdk_access(const struct vdk_image *img)
+{
+	return img->opts ? &img->opts->access : &vmdk_no_access;
+}
+
+static int vmdk_oom(struct vdk_image *img, struct vdk_err *e)
+{
+	return vdk_err_set(e, VDK_E_IO, ENOMEM, img->src->name, "vmdk", VDK_NO_OFFSET,
+	                   "out of memory");
+}
+
+/* createType values: which we read, and which we refuse and why. */
+static int vmdk_check_create_type(struct vdk_image *img, const char *ct, struct vdk_err *e)
+{
+	static const char *const device[] = {"vmfsRawDeviceMap", "vmfsPassthroughRawDeviceMap",
+	                                     "fullDevice", "partitionedDevice", "vmfsRaw"};
+	static const char *const known[] = {"monolithicSparse",
+	                                    "monolithicFlat",
+	                                    "twoGbMaxExtentSparse",
+	                                    "twoGbMaxExtentFlat",
+	                                    "streamOptimized",
+	                                    "vmfs",
+	                                    "vmfsThin",
+	                                    "vmfsSparse",
+	                                    "vmfsPreallocated",
+	                                    "vmfsEagerZeroedThick",
+	                                    "vmfsThick",
+	                                    "custom"};
+	if (!ct)
+		return vdk_bad(e, img->src->name, "vmdk", 0, "descriptor has no createType");
+	for (size_t i = 0; i < VDK_ARRAY_SIZE(device); i++)
+		if (!strcasecmp(ct, device[i]))
+			return vdk_unsup(e, img->src->name, "vmdk", VDK_NO_OFFSET,
+			                 "createType \"%s\" maps a raw device: its data is on a "
+			                 "device, not in a file, so it cannot be read or converted",
+			                 ct);
+	if (!strcasecmp(ct, "seSparse"))
+		return vdk_unsup(e, img->src->name, "vmdk", VDK_NO_OFFSET,
+		                 "createType \"seSparse\" (ESXi space-efficient sparse) is not "
+		                 "supported");
+	for (size_t i = 0; i < VDK_ARRAY_SIZE(known); i++)
+		if (!strcasecmp(ct, known[i]))
+			return 0;
+	return vdk_unsup(e, img->src->name, "vmdk", VDK_NO_OFFSET, "unknown createType \"%s\"", ct);
+}
+
+static int vmdk_refuse_extent(struct vdk_image *img, const struct vmdk_desc_extent *d,
+                              struct vdk_err *e)
+{
+	const char *f = img->src->name;
+	if (d->access == VMDK_ACC_NOACCESS)
+		return vdk_unsup(e, f, "vmdk", VDK_NO_OFFSET,
+		                 "descriptor line %u: extent is NOACCESS (no data to read)",
+		                 d->line);
+	if (d->kind == VMDK_EK_VMFSRDM || d->kind == VMDK_EK_VMFSRAW)
+		return vdk_unsup(e, f, "vmdk", VDK_NO_OFFSET,
+		                 "descriptor line %u: %s extent maps a raw device: its data is on "
+		                 "a device, not in a file",
+		                 d->line, vmdk_ext_kind_name(d->kind));
+	if (d->kind == VMDK_EK_SESPARSE)
+		return vdk_unsup(e, f, "vmdk", VDK_NO_OFFSET,
+		                 "descriptor line %u: SESPARSE extents are not supported", d->line);
+	return 0;
+}
+
+static int vmdk_open_one(struct vdk_image *img, const struct vmdk_desc_extent *d,
+                         struct vmdk_ext *x, struct vdk_err *e)
+{
+	int r = vmdk_refuse_extent(img, d, e);
+	if (r < 0)
+		return r;
+	x->kind = d->kind;
+	x->len = d->sectors * VMDK_SECTOR; /* sectors <= 2^50: no overflow */
+	if (d->kind == VMDK_EK_ZERO) {
+		x->zero = true;
+		return 0;
+	}
+	if (!(x->file = strdup(d->file)))
+		return vmdk_oom(img, e);
+	r = vdk_src_open_related(img->src, d->file, vmdk_access(img), &x->src, e);
+	if (r < 0)
+		return r;
+	x->own_src = true;
+	if (d->kind == VMDK_EK_FLAT || d->kind == VMDK_EK_VMFS) {
+		x->flat = true;
+		x->flat_off = d->offset * VMDK_SECTOR;
+		return 0;
+	}
+	return vmdk_sparse_open(x->src, &x->sp, e);
+}
+
+static int vmdk_open_extents(struct vdk_image *img, struct vdk_err *e)
+{
+	struct vmdk_state *st = img->state;
+	if (!st->desc.n_ext)
+		return vdk_bad(e, img->src->name, "vmdk", 0, "descriptor lists no extent");
+	if (!(st->ext = calloc(st->desc.n_ext, sizeof(*st->ext))))
+		return vmdk_oom(img, e);
+	uint64_t start = 0;
+	for (size_t i = 0; i < st->desc.n_ext; i++) {
+		struct vmdk_ext *x = &st->ext[i];
+		st->n_ext = i + 1;
+		int r = vmdk_open_one(img, &st->desc.ext[i], x, e);
+		if (r < 0)
+			return r;
+		x->start = start;
+		if (vdk_add_overflow(start, x->len, &start) ||
+		    start > VMDK_MAX_SECTORS * VMDK_SECTOR)
+			return vdk_bad(e, img->src->name, "vmdk", VDK_NO_OFFSET,
+			               "extents add up to more than the largest disk");
+	}
+	return 0;
+}
+
+static int vmdk_read_text(struct vdk_image *img, uint64_t off, uint64_t len, char **out,
+                          struct vdk_err *e)
+{
+	char *t = malloc(len + 1);
+	if (!t)
+		return vmdk_oom(img, e);
+	int r = vdk_src_pread(img->src, t, len, off, e);
+	if (r < 0) {
+		free(t);
+		return r;
+	}
+	t[len] = 0;
+	*out = t;
+	return 0;
+}
+
+static int vmdk_parse_at(struct vdk_image *img, uint64_t off, uint64_t len, struct vdk_err *e)
+{
+	struct vmdk_state *st = img->state;
+	char *t = NULL;
+	int r = vmdk_read_text(img, off, len, &t, e);
+	if (r < 0)
+		return r;
+	r = vmdk_desc_parse(t, len, img->src->name, off, &st->desc, e);
+	free(t);
+	if (r == 0)
+		st->has_desc = true;
+	return r;
+}
+
+/* A sparse extent opened directly (monolithicSparse, streamOptimized, a
+ * lone extent or COWD delta): it is its own single extent, and its embedded
+ * descriptor (if any) gives CIDs, parent and ddb. */
+static int vmdk_open_sparse_image(struct vdk_image *img, struct vdk_err *e)
+{
+	struct vmdk_state *st = img->state;
+	if (!(st->ext = calloc(1, sizeof(*st->ext))))
+		return vmdk_oom(img, e);
+	st->n_ext = 1;
+	struct vmdk_ext *x = &st->ext[0];
+	x->src = img->src;
+	x->kind = VMDK_EK_SPARSE;
+	int r = vmdk_sparse_open(img->src, &x->sp, e);
+	if (r < 0)
+		return r;
+	x->len = x->sp.capacity;
+	if (x->sp.cowd)
+		x->kind = VMDK_EK_VMFSSPARSE;
+	if (x->sp.desc_len && (r = vmdk_parse_at(img, x->sp.desc_off, x->sp.desc_len, e)) < 0)
+		return r;
+	st->create_type = st->desc.create_type;
+	if (!st->create_type)
+		st->create_type = x->sp.cowd         ? "vmfsSparse"
+		                  : x->sp.compressed ? "streamOptimized"
+		                                     : "monolithicSparse";
+	/* qemu: capacity 0 with a descriptor means the descriptor describes
+	 * the extents (the file itself holds no grains). */
+	if (x->len == 0 && st->has_desc && st->desc.n_ext) {
+		vmdk_sparse_free(&x->sp);
+		free(st->ext);
+		st->ext = NULL;
+		st->n_ext = 0;
+		if ((r = vmdk_check_create_type(img, st->desc.create_type, e)) < 0)
+			return r;
+		return vmdk_open_extents(img, e);
+	}
+	return 0;
+}
+
+static int vmdk_open_text(struct vdk_image *img, struct vdk_err *e)
+{
+	struct vmdk_state *st = img->state;
+	uint64_t size = img->src->size;
+	if (size == VDK_SIZE_UNKNOWN || size > VMDK_DESC_MAX)
+		return vdk_bad(e, img->src->name, "vmdk", 0,
+		               "not a VMDK descriptor (no sparse magic, and larger than %u bytes)",
+		               VMDK_DESC_MAX);
+	int r = vmdk_parse_at(img, 0, size, e);
+	if (r < 0)
+		return r;
+	if ((r = vmdk_check_create_type(img, st->desc.create_type, e)) < 0)
+		return r;
+	st->create_type = st->desc.create_type;
+	return vmdk_open_extents(img, e);
+}
+
+/* The delta's parentCID must be the parent's CID (VMware bumps the CID on
+ * every write, so a mismatch means the parent changed under the delta). */
+static int vmdk_check_parent(struct vdk_image *img, struct vdk_err *e)
+{
+	struct vmdk_state *st = img->state;
+	const struct vdk_image *p = img->backing;
+	if (!p || !st->desc.has_parent_cid || st->desc.parent_cid == VMDK_NO_PARENT_CID)
+		return 0;
+	if (img->opts && img->opts->force)
+		return 0;
+	const struct vmdk_state *ps = p->fmt == &vdk_format_vmdk ? p->state : NULL;
+	if (!ps || !ps->desc.has_cid)
+		return vdk_bad(e, img->src->name, "vmdk", VDK_NO_OFFSET,
+		               "parent \"%s\" has no CID to match parentCID %08" PRIx32
+		               " (use force to open anyway)",
+		               st->desc.parent_hint, st->desc.parent_cid);
+	if (ps->desc.cid != st->desc.parent_cid)
+		return vdk_bad(e, img->src->name, "vmdk", VDK_NO_OFFSET,
+		               "parentCID %08" PRIx32 " does not match the CID %08" PRIx32
+		               " of parent \"%s\": the parent was modified after this snapshot "
+		               "(use force to open anyway)",
+		               st->desc.parent_cid, ps->desc.cid, st->desc.parent_hint);
+	return 0;
+}
+
+static int vmdk_open(struct vdk_image *img, struct vdk_err *e)
+{
+	struct vmdk_state *st = img->state;
+	uint8_t m[4];
+	if (img->src->size != VDK_SIZE_UNKNOWN && img->src->size < sizeof(m))
+		return vdk_bad(e, img->src->name, "vmdk", 0, "file too small to be a VMDK");
+	int r = vdk_src_pread(img->src, m, sizeof(m), 0, e);
+	if (r < 0)
+		return r;
+	if (vdk_le32(m) == VMDK_MAGIC_KDMV || vdk_le32(m) == VMDK_MAGIC_COWD)
+		r = vmdk_open_sparse_image(img, e);
+	else
+		r = vmdk_open_text(img, e);
+	if (r < 0)
+		return r;
+	uint64_t total = 0;
+	for (size_t i = 0; i < st->n_ext; i++) {
+		struct vmdk_ext *x = &st->ext[i];
+		x->start = total;
+		total += x->len;
+		if (!x->flat && !x->zero && !img->cluster_size)
+			img->cluster_size = x->sp.grain;
+		img->dirty |= x->sp.unclean;
+	}
+	img->size = total;
+	if (st->desc.parent_hint) {
+		r = vdk_image_open_backing(img, st->desc.parent_hint, "vmdk", e);
+		if (r < 0)
+			return r;
+		return vmdk_check_parent(img, e);
+	}
+	return 0;
+}
+
+/* Index of the extent holding virtual byte off (extents are sorted). */
+static size_t vmdk_find(const struct vmdk_state *st, uint64_t off)
+{
+	size_t lo = 0, hi = st->n_ext;
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (st->ext[mid].start <= off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static int vmdk_map_flat(const struct vmdk_ext *x, uint64_t off, uint64_t rel, uint64_t *n,
+                         struct vdk_extents *out)
+{
+	uint64_t at = x->flat_off + rel, fsize = x->src->size;
+	if (at >= fsize) /* past the end of a short flat file: zeroes, like qemu */
+		return vdk_extents_add(out, off, *n, VDK_EXT_ZERO, -1, 0);
+	*n = VDK_MIN(*n, fsize - at);
+	if (x->src->fd >= 0)
+		return vdk_extents_add(out, off, *n, 0, x->src->fd, x->src->fd_off + at);
+	return vdk_extents_add(out, off, *n, 0, -1, 0);
+}
+
+static int vmdk_map_sparse(const struct vdk_image *img, const struct vmdk_ext *x, uint64_t off,
+                           uint64_t rel, uint64_t *n, struct vdk_extents *out)
+{
+	const struct vmdk_sparse *sp = &x->sp;
+	uint32_t hole = VDK_EXT_HOLE | (img->backing ? 0 : VDK_EXT_ZERO);
+	if (rel >= sp->capacity)
+		return vdk_extents_add(out, off, *n, hole, -1, 0);
+	*n = VDK_MIN(*n, VDK_MIN(vmdk_sparse_span(sp, rel), sp->capacity - rel));
+	uint32_t gte = vmdk_sparse_gte(sp, rel);
+	if (gte == 0)
+		return vdk_extents_add(out, off, *n, hole, -1, 0);
+	/* Sector 1 always holds header or descriptor, so GTE 1 means "zeroed"
+	 * even in files that do not set the zeroed-grain flag. */
+	if (gte == VMDK_GTE_ZEROED)
+		return vdk_extents_add(out, off, *n, VDK_EXT_ZERO, -1, 0);
+	uint64_t grain_at = (uint64_t)gte * VMDK_SECTOR;
+	uint64_t phys = x->src->fd_off + grain_at + rel % sp->grain;
+	if (sp->compressed || x->src->fd < 0 || (x->src->fd_off + grain_at) % 4096 ||
+	    !vdk_range_ok(grain_at + rel % sp->grain, *n, x->src->size))
+		return vdk_extents_add(out, off, *n, 0, -1, 0);
+	return vdk_extents_add(out, off, *n, 0, x->src->fd, phys);
+}
+
+static int vmdk_extents(struct vdk_image *img, uint64_t off, uint64_t len, struct vdk_extents *out,
+                        struct vdk_err *e)
+{
+	struct vmdk_state *st = img->state;
+	uint64_t end = off + VDK_MIN(len, img->size - VDK_MIN(off, img->size));
+	size_t i = vmdk_find(st, off);
+	bool first = true;
+	while (off < end && (first || !vdk_extents_full(out)) && i < st->n_ext) {
+		const struct vmdk_ext *x = &st->ext[i];
+		if (off >= x->start + x->len) {
+			i++;
+			continue;
+		}
+		uint64_t rel = off - x->start, n = VDK_MIN(end, x->start + x->len) - off;
+		int r;
+		if (x->zero)
+			r = vdk_extents_add(out, off, n, VDK_EXT_ZERO, -1, 0);
+		else if (x->flat)
+			r = vmdk_map_flat(x, off, rel, &n, out);
+		else
+			r = vmdk_map_sparse(img, x, off, rel, &n, out);
+		if (r < 0)
+			return vmdk_oom(img, e);
+		off += n;
+		first = false;
+	}
+	return 0;
+}
+
+/* Uncompressed grains that follow each other in the file: one read. */
+static uint64_t vmdk_run(const struct vmdk_sparse *sp, uint32_t gte, uint64_t rel, uint64_t n)
+{
+	uint64_t got = VDK_MIN(n, sp->grain - rel % sp->grain);
+	while (got < n && rel + got < sp->capacity) {
+		uint64_t next = (uint64_t)gte + (rel % sp->grain + got) / VMDK_SECTOR;
+		if (vmdk_sparse_gte(sp, rel + got) != next)
+			break;
+		got += VDK_MIN(n - got, sp->grain);
+	}
+	return got;
+}
+
+static int vmdk_read_sparse(const struct vmdk_ext *x, uint8_t *buf, uint64_t rel, uint64_t n,
+                            struct vmdk_rctx *c, struct vdk_err *e)
+{
+	const struct vmdk_sparse *sp = &x->sp;
+	while (n) {
+		if (rel >= sp->capacity) {
+			memset(buf, 0, n);
+			return 0;
+		}
+		uint64_t k = VDK_MIN(VDK_MIN(n, sp->grain - rel % sp->grain), sp->capacity - rel);
+		uint32_t gte = vmdk_sparse_gte(sp, rel);
+		int r = 0;
+		if (gte <= VMDK_GTE_ZEROED) {
+			memset(buf, 0, k);
+		} else if (!sp->compressed) {
+			k = VDK_MIN(vmdk_run(sp, gte, rel, n), sp->capacity - rel);
+			r = vdk_src_pread(x->src, buf, k,
+			                  (uint64_t)gte * VMDK_SECTOR + rel % sp->grain, e);
+		} else {
+			r = vmdk_sparse_read(x->src, sp, gte, buf, k, rel, c, e);
+		}
+		if (r < 0)
+			return r;
+		buf += k;
+		rel += k;
+		n -= k;
+	}
+	return 0;
+}
+
+static int vmdk_read_ext(const struct vmdk_ext *x, uint8_t *buf, uint64_t rel, uint64_t n,
+                         struct vmdk_rctx *c, struct vdk_err *e)
+{
+	if (x->zero) {
+		memset(buf, 0, n);
+		return 0;
+	}
+	if (!x->flat)
+		return vmdk_read_sparse(x, buf, rel, n, c, e);
+	uint64_t at = x->flat_off + rel, fsize = x->src->size;
+	uint64_t have = at >= fsize ? 0 : VDK_MIN(n, fsize - at);
+	if (have < n)
+		memset(buf + have, 0, n - have);
+	return have ? vdk_src_pread(x->src, buf, have, at, e) : 0;
+}
+
+static int vmdk_pread(struct vdk_image *img, void *buf, size_t len, uint64_t off, struct vdk_err *e)
+{
+	struct vmdk_state *st = img->state;
+	struct vmdk_rctx c = {0};
+	uint8_t *p = buf;
+	size_t i = vmdk_find(st, off);
+	int r = 0;
+	while (len && r == 0) {
+		if (i >= st->n_ext || off < st->ext[i].start) {
+			r = vdk_bad(e, img->src->name, "vmdk", VDK_NO_OFFSET,
+			            "read past the last extent at %" PRIu64, off);
+			break;
+		}
+		const struct vmdk_ext *x = &st->ext[i];
+		if (off >= x->start + x->len) {
+			i++;
+			continue;
+		}
+		uint64_t n = VDK_MIN((uint64_t)len, x->start + x->len - off);
+		r = vmdk_read_ext(x, p, off - x->start, n, &c, e);
+		p += n;
+		off += n;
+		len -= n;
+	}
+	vmdk_rctx_free(&c);
+	return r;
+}
+
+static void vmdk_info_extent(struct vdk_json *arr, const struct vmdk_ext *x, const char *self)
+{
+	struct vdk_json *o = vdk_json_push_obj(arr);
+	vdk_json_set_str(o, "filename", x->file ? x->file : self);
+	vdk_json_set_str(o, "format", vmdk_ext_kind_name(x->kind));
+	vdk_json_set_u64(o, "virtual-size", x->len);
+	if (!x->flat && !x->zero) {
+		vdk_json_set_u64(o, "cluster-size", x->sp.grain);
+		if (x->sp.compressed)
+			vdk_json_set_bool(o, "compressed", true);
+	}
+	if (x->flat && x->flat_off)
+		vdk_json_set_u64(o, "offset", x->flat_off);
+}
+
+static int vmdk_info(struct vdk_image *img, struct vdk_json *data, struct vdk_err *e)
+{
+	(void)e;
+	struct vmdk_state *st = img->state;
+	const struct vmdk_desc *d = &st->desc;
+	vdk_json_set_u64(data, "cid", d->has_cid ? d->cid : 0);
+	vdk_json_set_u64(data, "parent-cid",
+	                 d->has_parent_cid ? d->parent_cid : VMDK_NO_PARENT_CID);
+	vdk_json_set_str(data, "create-type", st->create_type);
+	struct vdk_json *arr = vdk_json_set_arr(data, "extents");
+	for (size_t i = 0; i < st->n_ext; i++)
+		vmdk_info_extent(arr, &st->ext[i], img->src->name);
+	const char *v;
+	if ((v = vmdk_desc_get(d, "ddb.adapterType")))
+		vdk_json_set_str(data, "adapter-type", v);
+	if ((v = vmdk_desc_get(d, "ddb.virtualHWVersion")))
+		vdk_json_set_str(data, "hwversion", v);
+	if ((v = vmdk_desc_get(d, "ddb.thinProvisioned")))
+		vdk_json_set_bool(data, "thin-provisioned", !strcmp(v, "1"));
+	if (d->parent_hint)
+		vdk_json_set_str(data, "parent-filename-hint", d->parent_hint);
+	vdk_json_set_bool(data, "unclean-shutdown", img->dirty);
+	return 0;
+}
+
+static int vmdk_cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void vmdk_finding(struct vdk_check *r, const char *file, const char *what, uint64_t n)
+{
+	size_t used = strlen(r->msg);
+	if (n && used < sizeof(r->msg))
+		snprintf(r->msg + used, sizeof(r->msg) - used, "%s: %" PRIu64 " %s\n", file, n,
+		         what);
+}
+
+/* Grains whose data lies past the end of the file, and grains that two
+ * table entries share (qemu-img check's "leaked/overlap" class). */
+static int vmdk_check_sparse(const struct vmdk_ext *x, const char *file, struct vdk_check *r)
+{
+	const struct vmdk_sparse *sp = &x->sp;
+	uint64_t n = 0, cap = 0, past = 0, dup = 0;
+	for (uint64_t i = 0; i < sp->gd_n; i++)
+		cap += sp->gt[i] ? sp->gtes : 0;
+	uint32_t *all = malloc((cap ? cap : 1) * sizeof(*all));
+	if (!all)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < sp->gd_n; i++)
+		for (uint32_t j = 0; sp->gt[i] && j < sp->gtes; j++)
+			if (sp->gt[i][j] > VMDK_GTE_ZEROED)
+				all[n++] = sp->gt[i][j];
+	uint64_t need = sp->compressed ? VMDK_SECTOR : sp->grain;
+	for (uint64_t i = 0; i < n; i++)
+		past += !vdk_range_ok((uint64_t)all[i] * VMDK_SECTOR, need, sp->file_size);
+	qsort(all, n, sizeof(*all), vmdk_cmp_u32);
+	for (uint64_t i = 1; i < n; i++)
+		dup += all[i] == all[i - 1];
+	free(all);
+	r->corruptions += past + dup;
+	vmdk_finding(r, file, "grains past the end of the file", past);
+	vmdk_finding(r, file, "grains referenced twice", dup);
+	return 0;
+}
+
+static int vmdk_check(struct vdk_image *img, struct vdk_check *r, bool repair, struct vdk_err *e)
+{
+	struct vmdk_state *st = img->state;
+	if (repair)
+		return vdk_unsup(e, img->src->name, "vmdk", VDK_NO_OFFSET,
+		                 "repair is not supported (the source is never modified)");
+	for (size_t i = 0; i < st->n_ext; i++) {
+		const struct vmdk_ext *x = &st->ext[i];
+		if (x->flat || x->zero)
+			continue;
+		if (vmdk_check_sparse(x, x->file ? x->file : img->src->name, r) < 0)
+			return vmdk_oom(img, e);
+	}
+	if (img->dirty)
+		vmdk_finding(r, img->src->name, "extent(s) marked unclean (not shut down cleanly)",
+		             1);
+	return 0;
+}
+
+static void vmdk_close(struct vdk_image *img)
+{
+	struct vmdk_state *st = img->state;
+	for (size_t i = 0; i < st->n_ext; i++) {
+		struct vmdk_ext *x = &st->ext[i];
+		vmdk_sparse_free(&x->sp);
+		if (x->own_src && x->src)
+			vdk_src_close(x->src);
+		free(x->file);
+	}
+	free(st->ext);
+	vmdk_desc_free(&st->desc);
+	memset(st, 0, sizeof(*st));
+}
+
+const struct vdk_format vdk_format_vmdk = {
+    .name = "vmdk",
+    .description = "VMware virtual disk (sparse, flat, split, stream-optimized, ESXi)",
+    .state_size = sizeof(struct vmdk_state),
+    .probe = vmdk_probe,
+    .open = vmdk_open,
+    .extents = vmdk_extents,
+    .pread = vmdk_pread,
+    .info = vmdk_info,
+    .check = vmdk_check,
+    .close = vmdk_close,
+    .wstate_size = sizeof(struct vmdk_wstate),
+    /* SEQUENTIAL for streamOptimized; create() drops it for the others. */
+    .wcaps = VDK_WCAP_ZEROED | VDK_WCAP_SEQUENTIAL,
+    .create = vmdk_wcreate,
+    .write = vmdk_wwrite,
+    .encode = vmdk_wencode,
+    .write_encoded = vmdk_wwrite_encoded,
+    .clone = vmdk_wclone,
+    .finalize = vmdk_wfinalize,
+    .wclose = vmdk_wclose,
+};

@@ -1,0 +1,251 @@
+/* VMDK module internals: the descriptor (vmdk_desc.c), hosted sparse and
+ * COWD extents (vmdk_sparse.c), the reader (vmdk.c) and the writers
+ * (vmdk_write.c, vmdk_stream.c). Facts from VMware's "Virtual Disk Format
+ * 5.0" and qemu's block/vmdk.c behaviour. */
+#ifndef VDK_VMDK_H
+#define VDK_VMDK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "format.h"
+
+#define VMDK_SECTOR 512u
+/* A text descriptor larger than this is not a descriptor (qemu uses 1 MiB). */
+#define VMDK_DESC_MAX (1u << 20)
+/* twoGbMaxExtent* of an 8 TiB disk has 4096 extents; allow twice that. */
+#define VMDK_MAX_EXTENTS 8192u
+#define VMDK_MAX_NAME    4096u
+/* Real producers use 64 KiB grains; 2 MiB bounds per-read buffers. */
+#define VMDK_MAX_GRAIN_SECTORS 4096u
+/* Virtual size cap: 2^31 sectors * 2^31 keeps every sum in 64 bits. */
+#define VMDK_MAX_SECTORS (1ull << 50)
+
+#define VMDK_MAGIC_KDMV 0x564d444bu /* "KDMV" read little-endian */
+#define VMDK_MAGIC_COWD 0x44574f43u /* "COWD" read little-endian */
+
+/* Hosted sparse header flags (spec 5.0, "Hosted Sparse Extent Header"). */
+#define VMDK_FLAG_NL_DETECT   (1u << 0)
+#define VMDK_FLAG_RGD         (1u << 1)
+#define VMDK_FLAG_ZERO_GRAIN  (1u << 2)
+#define VMDK_FLAG_COMPRESSED  (1u << 16)
+#define VMDK_FLAG_MARKERS     (1u << 17)
+#define VMDK_GD_AT_END        UINT64_MAX
+#define VMDK_COMPRESS_DEFLATE 1u
+#define VMDK_GTE_ZEROED       1u
+
+/* Stream markers: le64 value, le32 size, le32 type (when size is 0). */
+enum {
+	VMDK_MARKER_EOS = 0,
+	VMDK_MARKER_GT = 1,
+	VMDK_MARKER_GD = 2,
+	VMDK_MARKER_FOOTER = 3,
+};
+#define VMDK_GRAIN_MARKER_LEN 12u
+
+/* Header field offsets (512-byte packed header). */
+enum {
+	VMDK_H_MAGIC = 0,
+	VMDK_H_VERSION = 4,
+	VMDK_H_FLAGS = 8,
+	VMDK_H_CAPACITY = 12,
+	VMDK_H_GRAIN = 20,
+	VMDK_H_DESC_OFF = 28,
+	VMDK_H_DESC_SIZE = 36,
+	VMDK_H_GTES = 44,
+	VMDK_H_RGD = 48,
+	VMDK_H_GD = 56,
+	VMDK_H_OVERHEAD = 64,
+	VMDK_H_UNCLEAN = 72,
+	VMDK_H_EOL = 73, /* '\n', ' ', '\r', '\n' */
+	VMDK_H_COMPRESS = 77,
+	VMDK_H_END = 79, /* 433 bytes of padding follow */
+};
+
+/* ---- descriptor ---------------------------------------------------- */
+
+enum vmdk_access {
+	VMDK_ACC_RW,
+	VMDK_ACC_RDONLY,
+	VMDK_ACC_NOACCESS,
+};
+
+enum vmdk_ext_kind {
+	VMDK_EK_FLAT,
+	VMDK_EK_SPARSE,
+	VMDK_EK_ZERO,
+	VMDK_EK_VMFS,
+	VMDK_EK_VMFSSPARSE,
+	VMDK_EK_SESPARSE,
+	VMDK_EK_VMFSRDM,
+	VMDK_EK_VMFSRAW,
+};
+
+struct vmdk_desc_extent {
+	enum vmdk_access access;
+	enum vmdk_ext_kind kind;
+	uint64_t sectors;
+	char *file;      /* NULL for ZERO */
+	uint64_t offset; /* sectors, FLAT only */
+	unsigned line;
+};
+
+struct vmdk_kv {
+	char *key;
+	char *val;
+};
+
+struct vmdk_desc {
+	unsigned version;
+	uint32_t cid, parent_cid;
+	bool has_cid, has_parent_cid;
+	char *create_type;
+	char *parent_hint; /* parentFileNameHint */
+	struct vmdk_desc_extent *ext;
+	size_t n_ext;
+	struct vmdk_kv *kv; /* every other key, ddb.* included, in order */
+	size_t n_kv;
+};
+
+/* Parse text[0..len) (stops at a NUL: embedded descriptors are padded).
+ * file/base_off name the place in messages. */
+int vmdk_desc_parse(const char *text, size_t len, const char *file, uint64_t base_off,
+                    struct vmdk_desc *d, struct vdk_err *e);
+void vmdk_desc_free(struct vmdk_desc *d);
+/* Value of key (case-insensitive, as VMware treats ddb keys), or NULL. */
+const char *vmdk_desc_get(const struct vmdk_desc *d, const char *key);
+/* Add or replace a key (copies). 0 or -ENOMEM. */
+int vmdk_desc_set(struct vmdk_desc *d, const char *key, const char *val);
+int vmdk_desc_add_extent(struct vmdk_desc *d, enum vmdk_access acc, enum vmdk_ext_kind kind,
+                         uint64_t sectors, const char *file, uint64_t offset);
+const char *vmdk_ext_kind_name(enum vmdk_ext_kind k);
+/* Render as text (malloc'ed, NUL-terminated, *len without the NUL). */
+int vmdk_desc_render(const struct vmdk_desc *d, char **out, size_t *len);
+
+/* ---- sparse extents (KDMV hosted sparse and COWD vmfsSparse) -------- */
+
+struct vmdk_sparse {
+	bool cowd;
+	uint32_t version, flags;
+	uint64_t capacity; /* bytes */
+	uint32_t grain;    /* bytes */
+	uint32_t gtes;     /* entries per grain table */
+	uint64_t gd_n;
+	uint32_t **gt;               /* gd_n tables (host order), NULL when absent or all 0 */
+	uint64_t desc_off, desc_len; /* embedded descriptor, bytes (0: none) */
+	uint64_t gd_off, rgd_off;    /* bytes */
+	uint64_t file_size;
+	bool compressed, markers, zero_grain, unclean;
+	uint64_t gt_loaded; /* bytes of grain tables loaded */
+};
+
+/* Read the header (the footer's copy when gdOffset is GD_AT_END), the
+ * grain directory and every grain table. */
+int vmdk_sparse_open(struct vdk_src *src, struct vmdk_sparse *sp, struct vdk_err *e);
+void vmdk_sparse_free(struct vmdk_sparse *sp);
+/* Grain table entry for extent-relative byte off (0: unallocated). */
+uint32_t vmdk_sparse_gte(const struct vmdk_sparse *sp, uint64_t off);
+/* Bytes from off to the end of the run sharing one lookup: a grain, or a
+ * whole grain table span when that table is absent. */
+uint64_t vmdk_sparse_span(const struct vmdk_sparse *sp, uint64_t off);
+/* Per-call scratch for compressed grains (one per pread call: thread-safe). */
+struct vmdk_rctx {
+	struct libdeflate_decompressor *dec;
+	uint8_t *cbuf, *ubuf;
+	size_t ccap, ucap;
+};
+void vmdk_rctx_free(struct vmdk_rctx *c);
+/* Read [off, off+len) inside one allocated grain whose entry is gte. */
+int vmdk_sparse_read(struct vdk_src *src, const struct vmdk_sparse *sp, uint32_t gte, void *buf,
+                     size_t len, uint64_t off, struct vmdk_rctx *c, struct vdk_err *e);
+
+/* ---- the reader's state --------------------------------------------- */
+
+struct vmdk_ext {
+	enum vmdk_ext_kind kind; /* FLAT/VMFS read flat, SPARSE/VMFSSPARSE sparse */
+	bool flat, zero;
+	uint64_t start, len; /* virtual bytes */
+	struct vdk_src *src;
+	bool own_src;
+	char *file;
+	uint64_t flat_off; /* bytes */
+	struct vmdk_sparse sp;
+};
+
+struct vmdk_state {
+	struct vmdk_desc desc;
+	bool has_desc;
+	const char *create_type;
+	struct vmdk_ext *ext;
+	size_t n_ext;
+};
+
+extern const struct vdk_format vdk_format_vmdk;
+
+/* ---- writers (vmdk_write.c, vmdk_stream.c) -------------------------- */
+
+enum vmdk_subformat {
+	VMDK_SUB_MONO_SPARSE,
+	VMDK_SUB_MONO_FLAT,
+	VMDK_SUB_2GB_SPARSE,
+	VMDK_SUB_2GB_FLAT,
+	VMDK_SUB_STREAM,
+	VMDK_SUB_VMFS,
+};
+
+struct vmdk_wext {
+	struct vdk_sink *sink; /* the main sink or a companion */
+	uint64_t start, len;   /* virtual bytes */
+	/* sparse */
+	uint32_t *gte;
+	uint64_t n_grains, gt_n, gd_sectors;
+	uint64_t rgd, gd, overhead, next; /* sectors */
+	uint64_t desc_sectors;
+};
+
+struct vmdk_wstate {
+	enum vmdk_subformat sub;
+	bool zero_grain;
+	struct vmdk_desc desc;
+	struct vmdk_wext *ext;
+	size_t n_ext;
+	uint32_t grain; /* bytes */
+	/* streamOptimized */
+	uint8_t header[VMDK_SECTOR];
+	uint64_t pos; /* bytes appended to the sink */
+	uint32_t *gd;
+	uint64_t gd_n;
+	uint32_t gt[512];
+	uint64_t gt_idx;
+	bool gt_used;
+	int level;
+};
+
+/* Fill the descriptor and header common to every subformat. */
+int vmdk_write_prepare(struct vdk_writer *w, struct vdk_err *e);
+void vmdk_put_header(uint8_t *h, uint32_t version, uint32_t flags, uint64_t capacity_sectors,
+                     uint64_t grain_sectors, uint64_t desc_off, uint64_t desc_sectors, uint64_t rgd,
+                     uint64_t gd, uint64_t overhead, uint16_t compress);
+
+int vmdk_stream_create(struct vdk_writer *w, struct vdk_err *e);
+int vmdk_stream_write(struct vdk_writer *w, const void *buf, size_t len, uint64_t off,
+                      struct vdk_err *e);
+int vmdk_stream_encode(struct vdk_writer *w, const void *buf, size_t len, uint64_t off,
+                       struct vdk_buf *out, struct vdk_err *e);
+int vmdk_stream_write_encoded(struct vdk_writer *w, const struct vdk_buf *enc, uint64_t off,
+                              uint64_t len, struct vdk_err *e);
+int vmdk_stream_finalize(struct vdk_writer *w, struct vdk_err *e);
+
+int vmdk_wcreate(struct vdk_writer *w, struct vdk_err *e);
+int vmdk_wwrite(struct vdk_writer *w, const void *buf, size_t len, uint64_t off, struct vdk_err *e);
+int vmdk_wencode(struct vdk_writer *w, const void *buf, size_t len, uint64_t off,
+                 struct vdk_buf *out, struct vdk_err *e);
+int vmdk_wwrite_encoded(struct vdk_writer *w, const struct vdk_buf *enc, uint64_t off, uint64_t len,
+                        struct vdk_err *e);
+int vmdk_wclone(struct vdk_writer *w, uint64_t off, uint64_t len, int src_fd, uint64_t src_off,
+                enum vdk_clone_mode mode, struct vdk_err *e);
+int vmdk_wfinalize(struct vdk_writer *w, struct vdk_err *e);
+void vmdk_wclose(struct vdk_writer *w);
+
+#endif
