@@ -33,6 +33,7 @@ struct cli_job {
 	struct vdk_open_opts open;
 	struct vdk_convert_opts conv;
 	bool verify;
+	bool in_place; /* --in-place: rewrite the source itself */
 	bool progress; /* -p: a bar on stderr */
 	bool progress_json; /* --progress=json: JSON lines on stderr */
 };

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "vhd.h"
 
 static void convert_report(const struct cli_job *j, const struct vdk_convert_stats *st)
 {
@@ -39,6 +40,7 @@ static int convert_opt(struct cli_job *j, int c, const char *arg, bool *quiet)
 			       ? cli_usage("--clone must be auto, always or never")
 			       : 0;
 	case CLI_OPT_VERIFY: j->verify = true; return 0;
+	case CLI_OPT_IN_PLACE: j->in_place = true; return 0;
 	case CLI_OPT_THREADS:
 		j->conv.threads = (unsigned)atoi(arg);
 		return 0;
@@ -51,6 +53,30 @@ static int convert_opt(struct cli_job *j, int c, const char *arg, bool *quiet)
 	return cli_open_opt(c, arg, &j->open) ? 0 : cli_usage("convert: unknown option");
 }
 
+/* --in-place: the source file itself becomes the target. Today that is
+ * raw -> Azure fixed VHD: round up to a MiB, append the footer, fsync, and
+ * only then rename (DST given). Nothing is copied. */
+static int convert_in_place(struct cli_job *j, int nargs, char **args)
+{
+	struct vdk_err e = {0};
+	bool azure = false;
+	const char *fmt = j->dst_fmt;
+	if (nargs < 1 || nargs > 2)
+		return cli_usage("convert --in-place needs FILE [NEW-NAME]");
+	if (vdk_opts_get_bool(&j->opts, "azure", false, &azure, &e))
+		return cli_fail(&e);
+	if (!j->src_fmt || strcmp(j->src_fmt, "raw") || (strcmp(fmt, "vpc") && strcmp(fmt, "vhd")) ||
+	    !azure || vdk_opts_check_unused(&j->opts, "vpc", &e) || j->verify)
+		return cli_usage("--in-place supports -f raw -O vpc -o azure=on only");
+	int r = vdk_vhd_inplace_azure(args[0], nargs == 2 ? args[1] : NULL, &e);
+	if (r < 0)
+		return cli_fail(&e);
+	fprintf(stderr, "%s: %s: %s\n", cli_prog, nargs == 2 ? args[1] : args[0],
+		r == 1 ? "already an Azure fixed VHD; left as it is"
+		       : "now an Azure fixed VHD (footer appended in place, nothing copied)");
+	return CLI_OK;
+}
+
 int cmd_convert(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -58,6 +84,7 @@ int cmd_convert(int argc, char **argv)
 		{"verify", no_argument, NULL, CLI_OPT_VERIFY},
 		{"progress", required_argument, NULL, CLI_OPT_PROGRESS},
 		{"threads", required_argument, NULL, CLI_OPT_THREADS},
+		{"in-place", no_argument, NULL, CLI_OPT_IN_PLACE},
 		CLI_OPEN_LONGOPTS,
 		{NULL, 0, NULL, 0},
 	};
@@ -68,6 +95,11 @@ int cmd_convert(int argc, char **argv)
 	optind = 1;
 	while (!r && (c = getopt_long(argc, argv, "f:O:o:cpqS:", lo, NULL)) != -1)
 		r = convert_opt(&j, c, optarg, &quiet);
+	if (!r && j.in_place) {
+		r = convert_in_place(&j, argc - optind, argv + optind);
+		cli_job_free(&j);
+		return r;
+	}
 	if (!r && optind != argc - 2)
 		r = cli_usage("convert needs SRC and DST");
 	if (r) {
