@@ -1,4 +1,5 @@
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,85 +139,134 @@ void vdk_json_free(struct vdk_json *j)
 	}
 }
 
-/* Rendering into a growable string (a FILE* from open_memstream). */
-static void json_str(FILE *f, const char *s)
+/* Rendering into a growable string. */
+struct jbuf {
+	char *s;
+	size_t len, cap;
+	bool oom;
+};
+
+static void jb_put(struct jbuf *b, const char *s, size_t n)
 {
-	fputc('"', f);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(f, "\\%c", *p);
-		else if (*p == '\n')
-			fputs("\\n", f);
-		else if (*p < 0x20 || *p == 0x7f)
-			fprintf(f, "\\u%04x", *p);
-		else
-			fputc(*p, f);
+	if (b->oom)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *ns = realloc(b->s, cap);
+		if (!ns) {
+			b->oom = true;
+			return;
+		}
+		b->s = ns;
+		b->cap = cap;
 	}
-	fputc('"', f);
+	memcpy(b->s + b->len, s, n);
+	b->len += n;
+	b->s[b->len] = '\0';
 }
 
-static void json_render(FILE *f, const struct vdk_json *j, bool pretty, int depth)
+static void jb_fmt(struct jbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void jb_fmt(struct jbuf *b, const char *fmt, ...)
+{
+	char tmp[128];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		jb_put(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+static void jb_indent(struct jbuf *b, int n)
+{
+	for (int i = 0; i < n; i++)
+		jb_put(b, " ", 1);
+}
+
+static void json_str(struct jbuf *b, const char *s)
+{
+	jb_put(b, "\"", 1);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			jb_fmt(b, "\\%c", *p);
+		else if (*p == '\n')
+			jb_put(b, "\\n", 2);
+		else if (*p < 0x20 || *p == 0x7f)
+			jb_fmt(b, "\\u%04x", *p);
+		else
+			jb_put(b, (const char *)p, 1);
+	}
+	jb_put(b, "\"", 1);
+}
+
+static void json_render(struct jbuf *b, const struct vdk_json *j, bool pretty, int depth)
 {
 	switch (j->kind) {
 	case J_STR:
-		json_str(f, j->str);
+		json_str(b, j->str);
 		return;
 	case J_U64:
-		fprintf(f, "%" PRIu64, j->u);
+		jb_fmt(b, "%" PRIu64, j->u);
 		return;
 	case J_I64:
-		fprintf(f, "%" PRId64, j->i);
+		jb_fmt(b, "%" PRId64, j->i);
 		return;
 	case J_BOOL:
-		fputs(j->b ? "true" : "false", f);
+		jb_put(b, j->b ? "true" : "false", j->b ? 4 : 5);
 		return;
 	case J_OBJ:
 	case J_ARR:
 		break;
 	}
 	bool obj = j->kind == J_OBJ;
-	fputc(obj ? '{' : '[', f);
+	jb_put(b, obj ? "{" : "[", 1);
 	for (const struct vdk_json *c = j->first; c; c = c->next) {
-		if (pretty)
-			fprintf(f, "\n%*s", 4 * (depth + 1), "");
-		if (obj) {
-			json_str(f, c->key ? c->key : "");
-			fputs(": ", f);
+		if (pretty) {
+			jb_put(b, "\n", 1);
+			jb_indent(b, 4 * (depth + 1));
 		}
-		json_render(f, c, pretty, depth + 1);
+		if (obj) {
+			json_str(b, c->key ? c->key : "");
+			jb_put(b, ": ", 2);
+		}
+		json_render(b, c, pretty, depth + 1);
 		if (c->next)
-			fputs(pretty ? "," : ", ", f);
+			jb_put(b, pretty ? "," : ", ", pretty ? 1 : 2);
 	}
-	if (pretty && j->first)
-		fprintf(f, "\n%*s", 4 * depth, "");
-	fputc(obj ? '}' : ']', f);
+	if (pretty && j->first) {
+		jb_put(b, "\n", 1);
+		jb_indent(b, 4 * depth);
+	}
+	jb_put(b, obj ? "}" : "]", 1);
 }
 
 /* qemu-img's human form: "key: value", nested blocks indented, array
  * elements as "[n]:", dashes in keys shown as spaces. */
-static void json_text(FILE *f, const struct vdk_json *j, int indent)
+static void json_text(struct jbuf *b, const struct vdk_json *j, int indent)
 {
 	int idx = 0;
 	for (const struct vdk_json *c = j->first; c; c = c->next, idx++) {
-		fprintf(f, "%*s", indent, "");
+		jb_indent(b, indent);
 		if (c->key) {
 			for (const char *k = c->key; *k; k++)
-				fputc(*k == '-' ? ' ' : *k, f);
+				jb_put(b, *k == '-' ? " " : k, 1);
 		} else {
-			fprintf(f, "[%d]", idx);
+			jb_fmt(b, "[%d]", idx);
 		}
-		fputc(':', f);
+		jb_put(b, ":", 1);
 		if (c->kind == J_OBJ || c->kind == J_ARR) {
-			fputc('\n', f);
-			json_text(f, c, indent + 4);
+			jb_put(b, "\n", 1);
+			json_text(b, c, indent + 4);
 			continue;
 		}
-		fputc(' ', f);
+		jb_put(b, " ", 1);
 		if (c->kind == J_STR)
-			fputs(c->str, f);
+			jb_put(b, c->str, strlen(c->str));
 		else
-			json_render(f, c, false, 0);
-		fputc('\n', f);
+			json_render(b, c, false, 0);
+		jb_put(b, "\n", 1);
 	}
 }
 
@@ -224,20 +274,17 @@ static char *json_to_string(const struct vdk_json *j, bool pretty, int text_inde
 {
 	if (!j || j->root->oom)
 		return NULL;
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
-	if (!f)
-		return NULL;
+	struct jbuf b = {0};
+	jb_put(&b, "", 0);
 	if (text_indent >= 0)
-		json_text(f, j, text_indent);
+		json_text(&b, j, text_indent);
 	else
-		json_render(f, j, pretty, 0);
-	if (fclose(f) != 0) {
-		free(buf);
+		json_render(&b, j, pretty, 0);
+	if (b.oom) {
+		free(b.s);
 		return NULL;
 	}
-	return buf;
+	return b.s;
 }
 
 char *vdk_json_render(const struct vdk_json *j, bool pretty)
