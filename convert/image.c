@@ -316,6 +316,7 @@ struct vdk_json *vdk_image_info(struct vdk_image *img, const char *filename,
 			vdk_json_free(j);
 			return NULL;
 		}
+		vdk_json_move_first(data, "snapshots", j);
 	}
 	vdk_json_set_bool(j, "dirty-flag", img->dirty);
 	return j;

@@ -127,6 +127,36 @@ const char *vdk_json_get_str(const struct vdk_json *obj, const char *key)
 	return c && c->kind == J_STR ? c->str : NULL;
 }
 
+const struct vdk_json *vdk_json_first(const struct vdk_json *j)
+{
+	return j ? j->first : NULL;
+}
+const struct vdk_json *vdk_json_next(const struct vdk_json *j)
+{
+	return j ? j->next : NULL;
+}
+
+void vdk_json_move_first(struct vdk_json *from, const char *key, struct vdk_json *to)
+{
+	struct vdk_json *prev = NULL, *c = from ? from->first : NULL;
+	while (c && !(c->key && !strcmp(c->key, key))) {
+		prev = c;
+		c = c->next;
+	}
+	if (!c || !to || c->root != to->root)
+		return;
+	if (prev)
+		prev->next = c->next;
+	else
+		from->first = c->next;
+	if (from->last == c)
+		from->last = prev;
+	c->next = to->first;
+	to->first = c;
+	if (!to->last)
+		to->last = c;
+}
+
 void vdk_json_free(struct vdk_json *j)
 {
 	while (j) {

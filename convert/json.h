@@ -31,6 +31,12 @@ char *vdk_json_render_text(const struct vdk_json *j, int indent);
 const struct vdk_json *vdk_json_get(const struct vdk_json *obj, const char *key);
 bool vdk_json_get_u64(const struct vdk_json *obj, const char *key, uint64_t *out);
 const char *vdk_json_get_str(const struct vdk_json *obj, const char *key);
+/* Iteration over an array's or object's members. */
+const struct vdk_json *vdk_json_first(const struct vdk_json *j);
+const struct vdk_json *vdk_json_next(const struct vdk_json *j);
+/* Move member key of from (same tree) to the front of to, keeping its key;
+ * qemu-img puts "snapshots" first at the top level. */
+void vdk_json_move_first(struct vdk_json *from, const char *key, struct vdk_json *to);
 void vdk_json_free(struct vdk_json *j);
 
 #endif

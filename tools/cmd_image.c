@@ -63,6 +63,15 @@ static void info_human(const struct vdk_json *j)
 	if (bf)
 		printf("backing file: %s\nbacking file format: %s\n", bf,
 		       vdk_json_get_str(j, "backing-filename-format"));
+	const struct vdk_json *snap = vdk_json_first(vdk_json_get(j, "snapshots"));
+	if (snap)
+		printf("Snapshot list:\n%-10s%-18s%s\n", "ID", "TAG", "VM SIZE");
+	for (; snap; snap = vdk_json_next(snap)) {
+		uint64_t vms = 0;
+		vdk_json_get_u64(snap, "vm-state-size", &vms);
+		printf("%-10s%-18s%s\n", vdk_json_get_str(snap, "id"), vdk_json_get_str(snap, "name"),
+		       cli_human(vms, b1, sizeof(b1)));
+	}
 	const struct vdk_json *fs = vdk_json_get(j, "format-specific");
 	const struct vdk_json *data = vdk_json_get(fs, "data");
 	char *text = data ? vdk_json_render_text(data, 4) : NULL;
