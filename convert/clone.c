@@ -1,10 +1,11 @@
 /* Block sharing: FICLONERANGE (reflink on XFS/Btrfs, CLONE on NFS 4.2),
- * then copy_file_range (in-kernel copy; server-side COPY on NFS 4.2), and
- * otherwise tell the caller to copy through user space. */
+ * then, on NFS, copy_file_range (server-side COPY), and otherwise tell the
+ * caller to copy through user space. */
 #include <errno.h>
 #include <linux/fs.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "io.h"
@@ -56,6 +57,18 @@ static int clone_cfr(int dst_fd, uint64_t dst, int src_fd, uint64_t src, uint64_
 	return 0;
 }
 
+/* copy_file_range is worth it only where the copy happens elsewhere: NFS
+ * 4.2 turns it into a server-side COPY. On a local filesystem that cannot
+ * share blocks it is just an in-kernel copy that also writes the zero runs
+ * inside the range, so the caller's read/write path (which skips zeroes and
+ * keeps the output sparse) is better. */
+#define CLONE_NFS_MAGIC 0x6969
+static bool clone_offload_pays(int fd)
+{
+	struct statfs sfs;
+	return fstatfs(fd, &sfs) == 0 && sfs.f_type == CLONE_NFS_MAGIC;
+}
+
 int vdk_sink_clone(struct vdk_sink *k, uint64_t off, int src_fd, uint64_t src_off,
 		   uint64_t len, enum vdk_clone_mode mode, struct vdk_err *e)
 {
@@ -94,6 +107,8 @@ int vdk_sink_clone(struct vdk_sink *k, uint64_t off, int src_fd, uint64_t src_of
 				   "the %llu-byte filesystem block, so it cannot be shared",
 				   (unsigned long long)src_off, (unsigned long long)blk);
 	}
+	if (!clone_offload_pays(k->fd))
+		return -EOPNOTSUPP;
 	int r = clone_cfr(k->fd, dst, src_fd, src_off, len, k, e);
 	if (r == 0) {
 		if (off + len > k->pos)

@@ -146,14 +146,14 @@ struct vdk_sink *vdk_sink_alloc(const struct vdk_sink_ops *ops, const char *name
 /* Block sharing ------------------------------------------------------- */
 
 enum vdk_clone_mode {
-	VDK_CLONE_AUTO = 0, /* FICLONERANGE, then copy_file_range, then copy */
+	VDK_CLONE_AUTO = 0, /* FICLONERANGE, then copy_file_range on NFS, then copy */
 	VDK_CLONE_ALWAYS, /* FICLONERANGE or fail */
 	VDK_CLONE_NEVER, /* plain read/write */
 };
 
 enum vdk_clone_how {
 	VDK_CLONED = 1, /* blocks shared (FICLONERANGE) */
-	VDK_OFFLOADED, /* copy_file_range: in-kernel / server-side copy */
+	VDK_OFFLOADED, /* copy_file_range: server-side copy (NFS 4.2) */
 };
 
 /* Copy len bytes from src_fd@src_off into the sink at off without passing

@@ -8,6 +8,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 TOP=$(pwd)
 VDKIT="$TOP/bin/vdkit"
+# tmpfs by default: the figures then measure the converters, not the VM disk
+# (qemu-img does not fsync its output; vdkit does, by design).
+if [ -z "${BENCH_DIR:-}" ] && [ -d /dev/shm ]; then BENCH_DIR=/dev/shm/vdkit-bench; fi
 export BENCH_DIR=${BENCH_DIR:-$TOP/bench-out}
 RUNS=${RUNS:-3}
 mkdir -p "$BENCH_DIR"
