@@ -43,6 +43,7 @@ struct vdk_src {
 	uint64_t pos; /* streams: next offset */
 	dev_t dev; /* identity of the underlying file, to refuse chain loops */
 	ino_t ino;
+	int64_t mtime_ns; /* at open: a file still being written is refused */
 	void *priv;
 };
 
@@ -76,6 +77,10 @@ int vdk_src_pread_upto(struct vdk_src *s, void *buf, size_t len, uint64_t off, s
 int vdk_src_open_related(struct vdk_src *s, const char *name, const struct vdk_access *acc,
 			 struct vdk_src **out, struct vdk_err *e);
 void vdk_src_close(struct vdk_src *s);
+/* NFS manners: an error when the file under s changed size or mtime since
+ * it was opened (someone is still writing it), so a conversion never
+ * trusts a moving source. 0 for sources that are not files. */
+int vdk_src_check_unchanged(struct vdk_src *s, struct vdk_err *e);
 
 /* Helper for implementations: allocate a source with its name. */
 struct vdk_src *vdk_src_alloc(const struct vdk_src_ops *ops, const char *name);

@@ -149,6 +149,7 @@ static int src_from_fd(int fd, const char *name, const char *dir, bool own, stru
 	s->fd = fd;
 	s->dev = st.st_dev;
 	s->ino = st.st_ino;
+	s->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 	s->size = (uint64_t)st.st_size;
 	if (S_ISBLK(st.st_mode)) {
 		off_t end = lseek(fd, 0, SEEK_END);
@@ -280,6 +281,20 @@ static int file_open_related(struct vdk_src *s, const char *name, const struct v
 		}
 	}
 	return r;
+}
+
+int vdk_src_check_unchanged(struct vdk_src *s, struct vdk_err *e)
+{
+	struct stat st;
+	if (s->ops != &file_ops || fstat(s->fd, &st) != 0 || !S_ISREG(st.st_mode))
+		return 0;
+	int64_t mt = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	if ((uint64_t)st.st_size != s->size || mt != s->mtime_ns)
+		return vdk_err_set(e, VDK_E_INPUT, EBUSY, s->name, NULL, VDK_NO_OFFSET,
+				   "changed while being read (size %llu -> %llu): is it still being "
+				   "written? Nothing was kept",
+				   (unsigned long long)s->size, (unsigned long long)st.st_size);
+	return 0;
 }
 
 /* Memory ------------------------------------------------------------ */

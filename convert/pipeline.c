@@ -501,6 +501,8 @@ int vdk_convert(struct vdk_image *in, struct vdk_writer *out, const struct vdk_c
 	}
 	if (!r && out->size > in->size)
 		r = pl_zero(&p, in->size, out->size - in->size, e);
+	for (struct vdk_image *c = in; !r && c; c = c->backing)
+		r = vdk_src_check_unchanged(c->src, e);
 	if (!r && p.md) {
 		uint8_t le[8];
 		vdk_put_le64(le, in->size);

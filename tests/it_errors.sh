@@ -55,5 +55,19 @@ if [ $rc -ne 0 ]; then
 else
 	skip "convert finished before the signal arrived"
 fi
+# A source that grows while it is read (still being copied onto the share).
+"$TOP/bin/vdk-gen" -k random "$T/grow.raw" $((512 * 1048576)) 6
+( for i in $(seq 1 40); do printf 'more' >>"$T/grow.raw"; sleep 0.02; done ) &
+gpid=$!
+out=$("$VDKIT" convert --threads 1 --clone=never "$T/grow.raw" "$T/grow.out" 2>&1); rc=$?
+wait $gpid
+if [ $rc -eq 1 ] && [[ "$out" == *"changed while being read"* ]]; then
+	[ ! -e "$T/grow.out" ] && pass "a source that changes during the run is refused, no output kept" ||
+		fail "output kept for a moving source"
+elif [ $rc -eq 0 ]; then
+	skip "conversion finished before the source changed"
+else
+	fail "moving source: rc $rc: $out"
+fi
 [ "$(sha "$T/src.raw")" = "$sum" ] && pass "source unchanged by every failure" || fail "source modified"
 finish

@@ -19,8 +19,9 @@ vhdx_bench_xfs() {
 		echo "| vmdk2vhdx 4 GiB flat on XFS reflink: skipped (needs root and mkfs.xfs)"
 		return
 	fi
-	local img="$BENCH_DIR/xfs.img" X="$BENCH_DIR/xfs" loop
-	mkdir -p "$X"
+	# On the real disk, not tmpfs: it holds up to 12 GiB.
+	local img="$TOP/bench-out/xfs.img" X="$TOP/bench-out/xfs" loop
+	mkdir -p "$X" "$TOP/bench-out"
 	rm -f "$img"
 	truncate -s 24G "$img" # qemu-img needs room for a full copy (and more)
 	mkfs.xfs -q -m reflink=1 "$img" >/dev/null || { echo "| XFS bench: mkfs.xfs failed"; return; }
