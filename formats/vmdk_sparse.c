@@ -360,16 +360,19 @@ int vmdk_sparse_read(struct vdk_src *src, const struct vmdk_sparse *sp, uint32_t
 		                   "out of memory");
 	if ((r = vdk_src_pread(src, c->cbuf, n, data, e)) < 0)
 		return r;
+	/* A whole-grain read inflates straight into the caller's buffer. */
+	uint8_t *dst = in == 0 && len == sp->grain ? buf : c->ubuf;
 	size_t used;
 	enum libdeflate_result res =
-	    libdeflate_zlib_decompress_ex(c->dec, c->cbuf, n, c->ubuf, sp->grain, &used, &got);
+	    libdeflate_zlib_decompress_ex(c->dec, c->cbuf, n, dst, sp->grain, &used, &got);
 	if (res == LIBDEFLATE_INSUFFICIENT_SPACE)
 		return vmdk_sbad(src, e, at, "compressed grain inflates to more than one grain");
 	if (res != LIBDEFLATE_SUCCESS)
 		return vmdk_sbad(src, e, at, "compressed grain does not inflate");
 	/* A short last grain reads as zeroes after its data. */
 	if (got < sp->grain)
-		memset(c->ubuf + got, 0, sp->grain - got);
-	memcpy(buf, c->ubuf + in, len);
+		memset(dst + got, 0, sp->grain - got);
+	if (dst != buf)
+		memcpy(buf, c->ubuf + in, len);
 	return 0;
 }

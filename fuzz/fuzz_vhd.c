@@ -76,7 +76,7 @@ static void fuzz_vhd_reseal(uint8_t *d, size_t n)
 	vdk_put_be32(foot + VHD_F_CHECKSUM,
 	             vdk_vhd_checksum(foot, VHD_FOOTER_SIZE, VHD_F_CHECKSUM));
 	if (foot != d && !memcmp(d, "conectix", 8))
-		memcpy(d, foot, VHD_FOOTER_SIZE);
+		memmove(d, foot, VHD_FOOTER_SIZE);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -83,6 +83,12 @@ if "$VDKIT" convert --in-place -f raw -O vpc -o azure=on "$T/ip.raw" >/dev/null 
 	size=$(stat -c %s "$vf")
 	[ "$size" = $((6 * MiB + 512)) ] && check "in-place Azure VHD identical for qemu-img" \
 		qemu-img compare -f raw -F vpc "$T/a.raw" "$vf" || fail "in-place result $vf ($size)"
+	cp "$T/a.raw" "$T/ip2.raw"
+	"$VDKIT" convert --in-place -f raw -O vpc -o azure=on "$T/ip2.raw" "$T/ip2.vhd" >/dev/null 2>&1 &&
+		[ ! -e "$T/ip2.raw" ] && [ "$(stat -c %s "$T/ip2.vhd")" = $((6 * MiB + 512)) ] &&
+		pass "in place with a new name: renamed after the footer" || fail "in place with rename"
+	"$VDKIT" convert --in-place -f raw -O vpc -o azure=on "$T/ip2.raw" "$T/ip2.vhd" >/dev/null 2>&1 &&
+		pass "rerun after the rename reports it done (exit 0)" || fail "rerun after rename"
 else
 	skip "convert --in-place not wired in the CLI yet: $(head -c 200 "$T/ip.err")"
 fi

@@ -13,7 +13,8 @@ static const struct {
 	{"check", cmd_check, "check [-f FMT] [--output=json] [-r] IMAGE"},
 	{"convert", cmd_convert,
 	 "convert [-f FMT] [-O FMT] [-o OPTS] [-c] [-p] [--progress=json] [-S SIZE]\n"
-	 "                [--clone=auto|always|never] [--verify] [--threads N] SRC DST"},
+	 "                [--clone=auto|always|never] [--verify] [--threads N] SRC DST\n"
+	 "  vdkit convert --in-place -f raw -O vpc -o azure=on FILE [NEW-NAME]"},
 	{"compare", cmd_compare, "compare [-f FMT] [-F FMT] [-q] A B"},
 	{"map", cmd_map, "map [-f FMT] [--output=json] IMAGE"},
 	{"ova", cmd_ova, "ova verify|list|unpack|pack|scan ...  (vdkit ova --help)"},

@@ -18,8 +18,6 @@ bench_row "vhd dynamic (qemu-made) -> raw, 1 GiB" \
 	"qemu-img convert -f vpc -O raw $BENCH_DIR/in-1g.vhd $BENCH_DIR/out.raw"
 # In place: the copy that gives each run a fresh raw file is timed on both
 # sides (cp --reflink=auto --sparse=always), so the difference is the work.
-if "$VDKIT" convert --help 2>&1 | grep -q -- --in-place; then
-	bench_row "raw -> azure vhd in place (incl. cp of input)" \
-		"cp --reflink=auto --sparse=always $VHD_RAW $BENCH_DIR/out-ip.raw && $VDKIT convert -q --in-place -f raw -O vpc -o azure=on $BENCH_DIR/out-ip.raw" \
-		"cp --reflink=auto --sparse=always $VHD_RAW $BENCH_DIR/out-ip.raw && qemu-img convert -f raw -O vpc -o subformat=fixed,force_size=on $BENCH_DIR/out-ip.raw $BENCH_DIR/out-ip.vhd"
-fi
+bench_row "raw -> azure vhd in place (incl. cp of input)" \
+	"cp --reflink=auto --sparse=always $VHD_RAW $BENCH_DIR/out-ip.raw && $VDKIT convert -q --in-place -f raw -O vpc -o azure=on $BENCH_DIR/out-ip.raw" \
+	"cp --reflink=auto --sparse=always $VHD_RAW $BENCH_DIR/out-ip.raw && qemu-img convert -f raw -O vpc -o subformat=fixed,force_size=on $BENCH_DIR/out-ip.raw $BENCH_DIR/out-ip.vhd"
