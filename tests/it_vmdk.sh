@@ -62,6 +62,19 @@ grep -q 'createType="vmfs"' "$T/v-vmfs/img.vmdk" && grep -q 'VMFS "img-flat.vmdk
 ls "$T/v-twoGbMaxExtentSparse/img-s001.vmdk" "$T/v-twoGbMaxExtentFlat/img-f001.vmdk" >/dev/null 2>&1 &&
 	pass "split extents named like qemu (-s001, -f001)" || fail "split extent names"
 
+# A 3 GiB sparse disk spans two split extents; data straddles the 2 GiB cut.
+truncate -s 3G "$T/big.raw"
+printf 'ACROSS-THE-2GiB-BOUNDARY' | dd of="$T/big.raw" bs=1 seek=$((2147483648 - 10)) conv=notrunc 2>/dev/null
+printf 'TAIL' | dd of="$T/big.raw" bs=1 seek=3000000000 conv=notrunc 2>/dev/null
+for s in twoGbMaxExtentSparse twoGbMaxExtentFlat; do
+	t=s; [ $s = twoGbMaxExtentFlat ] && t=f
+	"$VDKIT" convert -O vmdk -o subformat=$s "$T/big.raw" "$T/big-$s.vmdk" >/dev/null 2>&1 &&
+		qemu-img compare -q "$T/big.raw" "$T/big-$s.vmdk" && [ -e "$T/big-$s-${t}002.vmdk" ] &&
+		pass "$s: two extents, data across the boundary, qemu reads identical" || fail "$s 3 GiB"
+	rm -f "$T"/big-$s*
+done
+rm -f "$T/big.raw"
+
 # Options land in the descriptor.
 "$VDKIT" convert -O vmdk -o subformat=streamOptimized,adapter_type=lsilogic,hwversion=13,toolsversion=12345 \
 	"$T/p.raw" "$T/opt.vmdk" >/dev/null 2>&1
