@@ -100,6 +100,10 @@ enum {
 	VDK_WCAP_ZEROED = 1u << 0, /* unwritten ranges read as zero: skip them */
 	VDK_WCAP_SEQUENTIAL = 1u << 1, /* writes must come in ascending order */
 	VDK_WCAP_CLONE = 1u << 2, /* has clone(): payload at aligned offsets */
+	/* Data goes through encode/write_encoded (set by the core when the
+	 * format has encode; create clears it when this output needs no
+	 * transform, e.g. an uncompressed qcow2, so bytes are not copied). */
+	VDK_WCAP_ENCODE = 1u << 3,
 };
 
 /* Encoded output of a worker-thread transform (a deflated grain run...). */

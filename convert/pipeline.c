@@ -192,7 +192,7 @@ static void pl_work(struct pl *p, struct pl_slot *s)
 		bool zero = p->detect_zero && vdk_is_zero(s->buf + o, n);
 		pl_add_run(s, s->off + o, n, zero);
 	}
-	if (!p->out->fmt->encode)
+	if (!(p->out->caps & VDK_WCAP_ENCODE))
 		return;
 	for (size_t i = 0; i < s->nruns && !s->rc; i++) {
 		struct pl_run *run = &s->runs[i];
@@ -270,7 +270,7 @@ static int pl_commit_data(struct pl *p, struct pl_slot *s, struct vdk_err *e)
 			continue;
 		}
 		p->st->copied += run->len;
-		if (p->out->fmt->encode)
+		if (p->out->caps & VDK_WCAP_ENCODE)
 			r = p->out->fmt->write_encoded(p->out, &run->enc, run->off, run->len, e);
 		else
 			r = vdk_writer_write(p->out, s->buf + (run->off - s->off), run->len,

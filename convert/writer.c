@@ -25,7 +25,7 @@ int vdk_writer_create(const struct vdk_format *fmt, struct vdk_sink *sink, uint6
 	w->sink = sink;
 	w->size = size;
 	w->opts = opts ? opts : &no_opts;
-	w->caps = fmt->wcaps;
+	w->caps = fmt->wcaps | (fmt->encode ? VDK_WCAP_ENCODE : 0);
 	w->granularity = 512;
 	w->source = source;
 	int r = fmt->create(w, e);

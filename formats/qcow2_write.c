@@ -214,6 +214,8 @@ int qcow2_create(struct vdk_writer *w, struct vdk_err *e)
 	w->granularity = s->cluster_size;
 	if (s->compress)
 		w->caps &= ~(unsigned)VDK_WCAP_CLONE;
+	else
+		w->caps &= ~(unsigned)VDK_WCAP_ENCODE; /* plain clusters: write() */
 	/* Zero ranges must be checked against the data file, and a
 	 * preallocated data area reads as zero only on a zeroed sink. */
 	if (s->data_mode || (s->fixed && !(w->sink->flags & VDK_SINK_ZEROED)))

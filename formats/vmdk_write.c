@@ -263,7 +263,8 @@ int vmdk_wcreate(struct vdk_writer *w, struct vdk_err *e)
 		return vmdk_stream_create(w, e);
 	if (w->sink->flags & VDK_SINK_SEQUENTIAL)
 		return vmdk_wbad(w, e, "only subformat=streamOptimized can be written to a stream");
-	w->caps &= ~(unsigned)VDK_WCAP_SEQUENTIAL;
+	/* Only streamOptimized transforms its data; the rest use write(). */
+	w->caps &= ~(unsigned)(VDK_WCAP_SEQUENTIAL | VDK_WCAP_ENCODE);
 	w->granularity = ws->grain;
 	if (ws->sub == VMDK_SUB_MONO_SPARSE) {
 		uint64_t len = vdk_round_up(w->size, VMDK_SECTOR);

@@ -19,7 +19,7 @@ grew=$(( $(used) - before ))
 [ $rc -eq 0 ] && pass "--clone=always on XFS reflink succeeds (${secs}s)" || fail "clone failed: $(cat "$T/msg")"
 [ $grew -lt $((1024 * 1048576 / 100)) ] && pass "1 GiB clone allocated $((grew / 1024)) KiB (< 1%)" ||
 	fail "clone allocated $grew bytes"
-grep -q "1 GiB cloned" "$T/msg" && pass "reports 1 GiB cloned" || fail "report: $(cat "$T/msg")"
+grep -q "1.00 GiB cloned" "$T/msg" && pass "reports 1 GiB cloned" || fail "report: $(cat "$T/msg")"
 check "cloned image is identical" cmp "$mnt/src.raw" "$mnt/clone.raw"
 before=$(used)
 "$VDKIT" convert -q --clone=never -O raw "$mnt/src.raw" "$mnt/copy.raw"

@@ -75,7 +75,7 @@ const char *cli_human(uint64_t bytes, char *buf, size_t len)
 	if (u == 0)
 		snprintf(buf, len, "%" PRIu64 " B", bytes);
 	else
-		snprintf(buf, len, "%.3g %s", v, units[u]);
+		snprintf(buf, len, v < 10 ? "%.2f %s" : v < 100 ? "%.1f %s" : "%.0f %s", v, units[u]);
 	return buf;
 }
 
