@@ -171,8 +171,10 @@ static int xf_pread(struct vdk_src *s, void *buf, size_t len, uint64_t off, stru
 	struct xf_vsrc *v = s->priv;
 	if (!v->hashing)
 		return xf_read_parts(v, buf, len, off, e);
-	pthread_mutex_lock(&v->mu);
+	/* Read outside the lock: workers inflating other grains must not wait
+	 * on each other's I/O, only on the (inherently serial) digest. */
 	int r = xf_read_parts(v, buf, len, off, e);
+	pthread_mutex_lock(&v->mu);
 	if (r == 0 && off + len > v->hashed) {
 		if (off > v->hashed && off - v->hashed > XF_SMALL_GAP) {
 			xf_remember(v, buf, len, off);
