@@ -88,10 +88,11 @@ fuzz/bin/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJ)
 	$(FUZZ_CC) $(filter-out -MMD -MP,$(ALL_CFLAGS)) -O1 -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
 
 fuzz: $(FUZZ_BIN)
-	@for f in $(FUZZ_BIN); do n=$${f##*/fuzz_}; mkdir -p fuzz/corpus/$$n fuzz/crashers/$$n; \
+	@# New inputs go to fuzz/work/ (ignored); the seed corpus stays as committed.
+	@for f in $(FUZZ_BIN); do n=$${f##*/fuzz_}; mkdir -p fuzz/work/$$n fuzz/crashers/$$n; \
 	  echo "== $$n ($(FUZZ_SECONDS)s)"; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
-	    -artifact_prefix=fuzz/crashers/$$n/ fuzz/corpus/$$n || exit 1; done
+	    -artifact_prefix=fuzz/crashers/$$n/ fuzz/work/$$n fuzz/corpus/$$n || exit 1; done
 
 check: all test-deps $(TEST_BIN) $(REPLAY_BIN)
 	@tests/run.sh
@@ -115,3 +116,6 @@ clean:
 	rm -rf bin obj obj-asan obj-fuzz fuzz/bin
 
 -include $(shell find obj obj-asan -name '*.d' 2>/dev/null)
+
+# Keep objects: make would otherwise delete the ASan ones as intermediates.
+.SECONDARY:
