@@ -147,6 +147,8 @@ int vdk_sink_commit(struct vdk_sink *k, struct vdk_err *e);
 /* Closes; a sink that was not committed is aborted first (temp removed). */
 void vdk_sink_close(struct vdk_sink *k);
 struct vdk_sink *vdk_sink_alloc(const struct vdk_sink_ops *ops, const char *name);
+/* fsync the folder holding path, so a rename into it is durable. */
+int vdk_fsync_dir_of(const char *path);
 
 /* Block sharing ------------------------------------------------------- */
 

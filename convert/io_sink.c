@@ -179,7 +179,7 @@ static int file_sink_truncate(struct vdk_sink *k, uint64_t size, struct vdk_err 
 	return 0;
 }
 
-static int fsync_dir_of(const char *path)
+int vdk_fsync_dir_of(const char *path)
 {
 	char *copy = strdup(path);
 	if (!copy)
@@ -188,6 +188,7 @@ static int fsync_dir_of(const char *path)
 	free(copy);
 	if (fd < 0)
 		return -errno;
+	/* Some filesystems cannot fsync a directory (EINVAL): nothing to do. */
 	int r = fsync(fd) == 0 || errno == EINVAL ? 0 : -errno;
 	close(fd);
 	return r;
@@ -210,7 +211,7 @@ static int file_sink_commit(struct vdk_sink *k, struct vdk_err *e)
 					 strerror(errno));
 		free(f->tmp);
 		f->tmp = NULL;
-		fsync_dir_of(k->name);
+		vdk_fsync_dir_of(k->name);
 	}
 	return 0;
 }

@@ -306,33 +306,20 @@ static int vhdw_classify(int fd, uint64_t sz, enum vhdw_tail *t)
 	return 0;
 }
 
-static int vhdw_fsync_dir(const char *path)
-{
-	char *copy = strdup(path);
-	if (!copy)
-		return -ENOMEM;
-	int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	free(copy);
-	if (fd < 0)
-		return -errno;
-	int r = fsync(fd) ? -errno : 0;
-	close(fd);
-	return r == -EINVAL ? 0 : r;
-}
 
 /* Rename without ever replacing a file; a rerun after a crash between
  * link and unlink finds both names on one inode and finishes. */
 static int vhdw_rename(const char *from, const char *to, struct vdk_err *e)
 {
 	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
-		return vhdw_fsync_dir(to);
+		return vdk_fsync_dir_of(to);
 	int err = errno;
 	if (err == EINVAL || err == ENOSYS || err == ENOTSUP) {
 		err = link(from, to) == 0 ? 0 : errno;
 		if (!err && unlink(from) != 0)
 			err = errno;
 		if (!err)
-			return vhdw_fsync_dir(to);
+			return vdk_fsync_dir_of(to);
 	}
 	struct stat a, b;
 	if (err == EEXIST && stat(from, &a) == 0 && stat(to, &b) == 0 && a.st_dev == b.st_dev &&
@@ -340,7 +327,7 @@ static int vhdw_rename(const char *from, const char *to, struct vdk_err *e)
 		if (unlink(from) != 0)
 			return vdk_ioerr(e, errno, from, "cannot remove the old name: %s",
 			                 strerror(errno));
-		return vhdw_fsync_dir(to);
+		return vdk_fsync_dir_of(to);
 	}
 	if (err == EEXIST)
 		return vdk_err_set(e, VDK_E_USAGE, EEXIST, to, FMT, VDK_NO_OFFSET,
