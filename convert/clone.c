@@ -21,10 +21,10 @@ static bool clone_unsupported(int err)
 static int clone_ficlone(int dst_fd, uint64_t dst, int src_fd, uint64_t src, uint64_t len)
 {
 	struct file_clone_range r = {
-		.src_fd = src_fd,
-		.src_offset = src,
-		.src_length = len,
-		.dest_offset = dst,
+	    .src_fd = src_fd,
+	    .src_offset = src,
+	    .src_length = len,
+	    .dest_offset = dst,
 	};
 	return ioctl(dst_fd, FICLONERANGE, &r) == 0 ? 0 : -errno;
 }
@@ -32,7 +32,7 @@ static int clone_ficlone(int dst_fd, uint64_t dst, int src_fd, uint64_t src, uin
 /* copy_file_range until done; -EOPNOTSUPP when unsupported before any byte
  * moved. */
 static int clone_cfr(int dst_fd, uint64_t dst, int src_fd, uint64_t src, uint64_t len,
-		     struct vdk_sink *k, struct vdk_err *e)
+                     struct vdk_sink *k, struct vdk_err *e)
 {
 	bool moved = false;
 	while (len) {
@@ -45,10 +45,10 @@ static int clone_cfr(int dst_fd, uint64_t dst, int src_fd, uint64_t src, uint64_
 			return -EOPNOTSUPP;
 		if (n < 0)
 			return vdk_err_set(e, VDK_E_IO, errno, k->name, NULL, dst,
-					   "copy_file_range failed: %s", strerror(errno));
+			                   "copy_file_range failed: %s", strerror(errno));
 		if (n == 0)
 			return vdk_err_set(e, VDK_E_INPUT, EIO, k->name, NULL, dst,
-					   "source ended early while copying");
+			                   "source ended early while copying");
 		moved = true;
 		src += (uint64_t)n;
 		dst += (uint64_t)n;
@@ -69,11 +69,10 @@ static bool clone_offload_pays(int fd)
 	return fstatfs(fd, &sfs) == 0 && sfs.f_type == CLONE_NFS_MAGIC;
 }
 
-int vdk_sink_clone(struct vdk_sink *k, uint64_t off, int src_fd, uint64_t src_off,
-		   uint64_t len, enum vdk_clone_mode mode, struct vdk_err *e)
+int vdk_sink_clone(struct vdk_sink *k, uint64_t off, int src_fd, uint64_t src_off, uint64_t len,
+                   enum vdk_clone_mode mode, struct vdk_err *e)
 {
-	if (mode == VDK_CLONE_NEVER || k->fd < 0 || src_fd < 0 ||
-	    (k->flags & VDK_SINK_SEQUENTIAL))
+	if (mode == VDK_CLONE_NEVER || k->fd < 0 || src_fd < 0 || (k->flags & VDK_SINK_SEQUENTIAL))
 		goto unsupported;
 	uint64_t dst = k->fd_off + off, blk = k->blksize;
 	uint64_t head = len / blk * blk;
@@ -82,8 +81,8 @@ int vdk_sink_clone(struct vdk_sink *k, uint64_t off, int src_fd, uint64_t src_of
 		if (r == 0) {
 			/* A tail shorter than a block cannot be shared: copy it. */
 			if (head < len) {
-				r = clone_cfr(k->fd, dst + head, src_fd, src_off + head,
-					      len - head, k, e);
+				r = clone_cfr(k->fd, dst + head, src_fd, src_off + head, len - head,
+				              k, e);
 				if (r == -EOPNOTSUPP)
 					return r;
 				if (r)
@@ -95,17 +94,17 @@ int vdk_sink_clone(struct vdk_sink *k, uint64_t off, int src_fd, uint64_t src_of
 		}
 		if (!clone_unsupported(-r))
 			return vdk_err_set(e, VDK_E_IO, -r, k->name, NULL, dst,
-					   "sharing blocks failed: %s", strerror(-r));
+			                   "sharing blocks failed: %s", strerror(-r));
 		if (mode == VDK_CLONE_ALWAYS)
 			return vdk_err_set(e, VDK_E_IO, EOPNOTSUPP, k->name, NULL, dst,
-					   "--clone=always: this filesystem cannot share blocks "
-					   "with the source (%s)",
-					   strerror(-r));
+			                   "--clone=always: this filesystem cannot share blocks "
+			                   "with the source (%s)",
+			                   strerror(-r));
 	} else if (mode == VDK_CLONE_ALWAYS) {
 		return vdk_err_set(e, VDK_E_IO, EOPNOTSUPP, k->name, NULL, dst,
-				   "--clone=always: data at source offset %llu is not aligned to "
-				   "the %llu-byte filesystem block, so it cannot be shared",
-				   (unsigned long long)src_off, (unsigned long long)blk);
+		                   "--clone=always: data at source offset %llu is not aligned to "
+		                   "the %llu-byte filesystem block, so it cannot be shared",
+		                   (unsigned long long)src_off, (unsigned long long)blk);
 	}
 	if (!clone_offload_pays(k->fd))
 		return -EOPNOTSUPP;
@@ -119,6 +118,6 @@ int vdk_sink_clone(struct vdk_sink *k, uint64_t off, int src_fd, uint64_t src_of
 unsupported:
 	if (mode == VDK_CLONE_ALWAYS)
 		return vdk_err_set(e, VDK_E_IO, EOPNOTSUPP, k->name, NULL, VDK_NO_OFFSET,
-				   "--clone=always: this output cannot share blocks");
+		                   "--clone=always: this output cannot share blocks");
 	return -EOPNOTSUPP;
 }

@@ -8,26 +8,26 @@
 
 /* A writer that discards: the pipeline then only reads and hashes. */
 static int null_write(struct vdk_writer *w, const void *buf, size_t len, uint64_t off,
-		      struct vdk_err *e)
+                      struct vdk_err *e)
 {
 	(void)w, (void)buf, (void)len, (void)off, (void)e;
 	return 0;
 }
 
 static const struct vdk_format null_format = {
-	.name = "null",
-	.wcaps = VDK_WCAP_ZEROED | VDK_WCAP_SEQUENTIAL,
-	.write = null_write,
+    .name = "null",
+    .wcaps = VDK_WCAP_ZEROED | VDK_WCAP_SEQUENTIAL,
+    .write = null_write,
 };
 
 int vdk_image_digest(struct vdk_image *img, unsigned threads, uint8_t out[VDK_DIGEST_MAX],
-		     struct vdk_err *e)
+                     struct vdk_err *e)
 {
 	struct vdk_writer w = {
-		.fmt = &null_format,
-		.size = img->size,
-		.caps = null_format.wcaps,
-		.granularity = 4096,
+	    .fmt = &null_format,
+	    .size = img->size,
+	    .caps = null_format.wcaps,
+	    .granularity = 4096,
 	};
 	struct vdk_convert_opts o;
 	vdk_convert_opts_init(&o);
@@ -52,7 +52,7 @@ struct cmp_cursor {
 
 /* Is [pos, ...) zero in this image, and up to where (exclusive)? */
 static int cmp_peek(struct cmp_cursor *c, uint64_t pos, bool *zero, uint64_t *until,
-		    struct vdk_err *e)
+                    struct vdk_err *e)
 {
 	if (pos >= c->img->size) {
 		*zero = true;
@@ -77,7 +77,7 @@ static int cmp_peek(struct cmp_cursor *c, uint64_t pos, bool *zero, uint64_t *un
 }
 
 static int cmp_read(struct vdk_image *img, uint8_t *buf, uint64_t len, uint64_t pos,
-		    struct vdk_err *e)
+                    struct vdk_err *e)
 {
 	if (pos >= img->size) {
 		memset(buf, 0, len);
@@ -89,7 +89,7 @@ static int cmp_read(struct vdk_image *img, uint8_t *buf, uint64_t len, uint64_t 
 }
 
 static int cmp_chunk(struct cmp_cursor *ca, struct cmp_cursor *cb, uint8_t *ba, uint8_t *bb,
-		     uint64_t pos, uint64_t n, bool *differ, uint64_t *first, struct vdk_err *e)
+                     uint64_t pos, uint64_t n, bool *differ, uint64_t *first, struct vdk_err *e)
 {
 	int r = cmp_read(ca->img, ba, n, pos, e);
 	if (!r)
@@ -106,7 +106,7 @@ static int cmp_chunk(struct cmp_cursor *ca, struct cmp_cursor *cb, uint8_t *ba, 
 }
 
 int vdk_compare(struct vdk_image *a, struct vdk_image *b, bool *differ, uint64_t *first,
-		struct vdk_err *e)
+                struct vdk_err *e)
 {
 	struct cmp_cursor ca = {.img = a}, cb = {.img = b};
 	uint8_t *ba = malloc(CMP_CHUNK), *bb = malloc(CMP_CHUNK);

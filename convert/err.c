@@ -7,7 +7,7 @@
 #include "err.h"
 
 int vdk_err_set(struct vdk_err *e, enum vdk_err_class cls, int code, const char *file,
-		const char *format, uint64_t off, const char *fmt, ...)
+                const char *format, uint64_t off, const char *fmt, ...)
 {
 	if (code <= 0)
 		code = EIO;
@@ -22,8 +22,8 @@ int vdk_err_set(struct vdk_err *e, enum vdk_err_class cls, int code, const char 
 	if (format && n < cap)
 		n += (size_t)snprintf(m + n, cap - n, "%s: ", format);
 	if (off != VDK_NO_OFFSET && n < cap)
-		n += (size_t)snprintf(m + n, cap - n, "at offset %" PRIu64 " (0x%" PRIx64 "): ",
-				      off, off);
+		n += (size_t)snprintf(m + n, cap - n,
+		                      "at offset %" PRIu64 " (0x%" PRIx64 "): ", off, off);
 	if (n < cap) {
 		va_list ap;
 		va_start(ap, fmt);

@@ -8,10 +8,10 @@
 
 enum vdk_err_class {
 	VDK_E_NONE = 0,
-	VDK_E_INPUT, /* the image or package is bad, unsupported or refused */
+	VDK_E_INPUT,  /* the image or package is bad, unsupported or refused */
 	VDK_E_DIFFER, /* compare/verify: contents differ */
-	VDK_E_USAGE, /* bad option or argument */
-	VDK_E_IO, /* I/O or environment failure */
+	VDK_E_USAGE,  /* bad option or argument */
+	VDK_E_IO,     /* I/O or environment failure */
 };
 
 #define VDK_NO_OFFSET UINT64_MAX
@@ -25,16 +25,16 @@ struct vdk_err {
 /* Format "FILE: FORMAT: at offset N: message" (parts omitted when NULL or
  * VDK_NO_OFFSET) into e, keep the first error recorded, and return -code. */
 int vdk_err_set(struct vdk_err *e, enum vdk_err_class cls, int code, const char *file,
-		const char *format, uint64_t off, const char *fmt, ...)
-	__attribute__((format(printf, 7, 8)));
+                const char *format, uint64_t off, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
 
 /* Shorthands. vdk_bad(): the input is malformed (EINVAL). vdk_ioerr(): an
  * I/O call failed with code (a positive errno). */
-#define vdk_bad(e, file, format, off, ...) \
+#define vdk_bad(e, file, format, off, ...)                                                         \
 	vdk_err_set((e), VDK_E_INPUT, EINVAL, (file), (format), (off), __VA_ARGS__)
-#define vdk_unsup(e, file, format, off, ...) \
+#define vdk_unsup(e, file, format, off, ...)                                                       \
 	vdk_err_set((e), VDK_E_INPUT, ENOTSUP, (file), (format), (off), __VA_ARGS__)
-#define vdk_ioerr(e, code, file, ...) \
+#define vdk_ioerr(e, code, file, ...)                                                              \
 	vdk_err_set((e), VDK_E_IO, (code), (file), NULL, VDK_NO_OFFSET, __VA_ARGS__)
 
 void vdk_err_clear(struct vdk_err *e);

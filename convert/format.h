@@ -30,7 +30,7 @@ struct vdk_extent {
 	uint64_t len;
 	uint32_t flags;
 	uint32_t depth; /* chain depth the data comes from (map) */
-	int fd; /* DATA stored verbatim: fd and physical offset, else -1 */
+	int fd;         /* DATA stored verbatim: fd and physical offset, else -1 */
 	uint64_t phys;
 };
 
@@ -45,7 +45,7 @@ struct vdk_extents {
  * continue it). Returns 0 or -ENOMEM. Extents must be ascending and
  * contiguous. */
 int vdk_extents_add(struct vdk_extents *x, uint64_t off, uint64_t len, uint32_t flags, int fd,
-		    uint64_t phys);
+                    uint64_t phys);
 static inline bool vdk_extents_full(const struct vdk_extents *x)
 {
 	return x->n >= VDK_EXTENTS_BATCH;
@@ -55,8 +55,8 @@ void vdk_extents_free(struct vdk_extents *x);
 
 struct vdk_open_opts {
 	struct vdk_access access; /* folders parents/extents may come from */
-	bool force; /* e.g. open a snapshot whose parent CID does not match */
-	const char *backing_fmt; /* user's format for the backing file */
+	bool force;               /* e.g. open a snapshot whose parent CID does not match */
+	const char *backing_fmt;  /* user's format for the backing file */
 };
 
 struct vdk_format;
@@ -65,14 +65,14 @@ struct vdk_image {
 	const struct vdk_format *fmt;
 	struct vdk_src *src;
 	bool own_src;
-	void *state; /* fmt->state_size bytes, zeroed, owned by the core */
-	uint64_t size; /* virtual size in bytes, set by open */
+	void *state;           /* fmt->state_size bytes, zeroed, owned by the core */
+	uint64_t size;         /* virtual size in bytes, set by open */
 	uint32_t cluster_size; /* 0 when the format has none */
-	bool dirty; /* unclean-shutdown flag or unreplayed log */
+	bool dirty;            /* unclean-shutdown flag or unreplayed log */
 	const struct vdk_open_opts *opts;
 	struct vdk_image *backing; /* set by vdk_image_open_backing; core closes */
-	struct vdk_image *child; /* the image whose backing this is */
-	unsigned depth; /* 0 for the top image */
+	struct vdk_image *child;   /* the image whose backing this is */
+	unsigned depth;            /* 0 for the top image */
 };
 
 struct vdk_check {
@@ -85,7 +85,7 @@ struct vdk_check {
 struct vdk_writer {
 	const struct vdk_format *fmt;
 	struct vdk_sink *sink;
-	void *state; /* fmt->wstate_size bytes, zeroed, owned by the core */
+	void *state;   /* fmt->wstate_size bytes, zeroed, owned by the core */
 	uint64_t size; /* virtual size */
 	struct vdk_opts *opts;
 	unsigned caps; /* VDK_WCAP_*, from fmt->wcaps; create may refine */
@@ -97,9 +97,9 @@ struct vdk_writer {
 };
 
 enum {
-	VDK_WCAP_ZEROED = 1u << 0, /* unwritten ranges read as zero: skip them */
+	VDK_WCAP_ZEROED = 1u << 0,     /* unwritten ranges read as zero: skip them */
 	VDK_WCAP_SEQUENTIAL = 1u << 1, /* writes must come in ascending order */
-	VDK_WCAP_CLONE = 1u << 2, /* has clone(): payload at aligned offsets */
+	VDK_WCAP_CLONE = 1u << 2,      /* has clone(): payload at aligned offsets */
 	/* Data goes through encode/write_encoded (set by the core when the
 	 * format has encode; create clears it when this output needs no
 	 * transform, e.g. an uncompressed qcow2, so bytes are not copied). */
@@ -114,7 +114,7 @@ struct vdk_buf {
 int vdk_buf_reserve(struct vdk_buf *b, size_t cap);
 
 struct vdk_format {
-	const char *name; /* -f / -O name, as qemu-img spells it */
+	const char *name;    /* -f / -O name, as qemu-img spells it */
 	const char *aliases; /* space-separated, or NULL */
 	const char *description;
 
@@ -128,7 +128,7 @@ struct vdk_format {
 	 * at off; may stop early (e.g. when vdk_extents_full), never add nothing.
 	 * NULL: everything is DATA. */
 	int (*extents)(struct vdk_image *img, uint64_t off, uint64_t len, struct vdk_extents *out,
-		       struct vdk_err *e);
+	               struct vdk_err *e);
 	/* Read a range the format reported as DATA (ZERO and HOLE ranges are
 	 * served by the core). May be called concurrently from worker threads:
 	 * guard mutable caches. */
@@ -147,21 +147,21 @@ struct vdk_format {
 	/* Data at off (ascending when SEQUENTIAL; aligned to granularity
 	 * except at the end of the disk). */
 	int (*write)(struct vdk_writer *w, const void *buf, size_t len, uint64_t off,
-		     struct vdk_err *e);
+	             struct vdk_err *e);
 	/* Optional thread-safe transform run on worker threads (compress a
 	 * grain run); its output then goes to write_encoded, in order. */
 	int (*encode)(struct vdk_writer *w, const void *buf, size_t len, uint64_t off,
-		      struct vdk_buf *out, struct vdk_err *e);
+	              struct vdk_buf *out, struct vdk_err *e);
 	int (*write_encoded)(struct vdk_writer *w, const struct vdk_buf *enc, uint64_t off,
-			     uint64_t len, struct vdk_err *e);
+	                     uint64_t len, struct vdk_err *e);
 	/* Optional: make [off, off+len) read as zeroes. Default: the core
 	 * writes zero buffers through write. */
 	int (*write_zeroes)(struct vdk_writer *w, uint64_t off, uint64_t len, struct vdk_err *e);
 	/* Optional (VDK_WCAP_CLONE): place [off, off+len) of the virtual disk
 	 * by sharing src_fd@src_off; returns VDK_CLONED/VDK_OFFLOADED, or
 	 * -EOPNOTSUPP to make the core copy it through write instead. */
-	int (*clone)(struct vdk_writer *w, uint64_t off, uint64_t len, int src_fd,
-		     uint64_t src_off, enum vdk_clone_mode mode, struct vdk_err *e);
+	int (*clone)(struct vdk_writer *w, uint64_t off, uint64_t len, int src_fd, uint64_t src_off,
+	             enum vdk_clone_mode mode, struct vdk_err *e);
 	/* Write metadata, footers, trailers. The core then commits the sink. */
 	int (*finalize)(struct vdk_writer *w, struct vdk_err *e);
 	void (*wclose)(struct vdk_writer *w);
@@ -179,33 +179,31 @@ int vdk_format_probe(struct vdk_src *src, const struct vdk_format **out, struct 
 /* Open src as format fmt_name (NULL: probe). own_src: close src with the
  * image. opts may be NULL. */
 int vdk_image_open(struct vdk_src *src, bool own_src, const char *fmt_name,
-		   const struct vdk_open_opts *opts, struct vdk_image **out, struct vdk_err *e);
+                   const struct vdk_open_opts *opts, struct vdk_image **out, struct vdk_err *e);
 int vdk_image_open_path(const char *path, const char *fmt_name, const struct vdk_open_opts *opts,
-			struct vdk_image **out, struct vdk_err *e);
+                        struct vdk_image **out, struct vdk_err *e);
 /* For readers: open name (relative to img's source) as img's backing file,
  * confined by img->opts->access, at most 64 deep, refusing loops. fmt_name
  * NULL probes, but never into a format riskier than the header says. */
 int vdk_image_open_backing(struct vdk_image *img, const char *name, const char *fmt_name,
-			   struct vdk_err *e);
+                           struct vdk_err *e);
 void vdk_image_close(struct vdk_image *img);
 
 /* Resolved view: extents with backing files looked through (a HOLE here is
  * zeroes all the way down), and reads of any range. */
 int vdk_image_extents(struct vdk_image *img, uint64_t off, uint64_t len, struct vdk_extents *out,
-		      struct vdk_err *e);
-int vdk_image_pread(struct vdk_image *img, void *buf, size_t len, uint64_t off,
-		    struct vdk_err *e);
+                      struct vdk_err *e);
+int vdk_image_pread(struct vdk_image *img, void *buf, size_t len, uint64_t off, struct vdk_err *e);
 /* The qemu-img-shaped `info` object; NULL with e set on failure. */
-struct vdk_json *vdk_image_info(struct vdk_image *img, const char *filename,
-				struct vdk_err *e);
+struct vdk_json *vdk_image_info(struct vdk_image *img, const char *filename, struct vdk_err *e);
 
 /* Writers ----------------------------------------------------------- */
 
 int vdk_writer_create(const struct vdk_format *fmt, struct vdk_sink *sink, uint64_t size,
-		      struct vdk_opts *opts, const struct vdk_image *source,
-		      struct vdk_writer **out, struct vdk_err *e);
+                      struct vdk_opts *opts, const struct vdk_image *source,
+                      struct vdk_writer **out, struct vdk_err *e);
 int vdk_writer_write(struct vdk_writer *w, const void *buf, size_t len, uint64_t off,
-		     struct vdk_err *e);
+                     struct vdk_err *e);
 int vdk_writer_zero(struct vdk_writer *w, uint64_t off, uint64_t len, struct vdk_err *e);
 /* finalize + commit the sink. */
 int vdk_writer_finish(struct vdk_writer *w, struct vdk_err *e);

@@ -13,7 +13,7 @@
 static const struct vdk_open_opts default_open_opts;
 
 int vdk_extents_add(struct vdk_extents *x, uint64_t off, uint64_t len, uint32_t flags, int fd,
-		    uint64_t phys)
+                    uint64_t phys)
 {
 	if (len == 0)
 		return 0;
@@ -22,7 +22,7 @@ int vdk_extents_add(struct vdk_extents *x, uint64_t off, uint64_t len, uint32_t 
 	if (x->n) {
 		struct vdk_extent *p = &x->v[x->n - 1];
 		bool cont = p->off + p->len == off && p->flags == flags && p->fd == fd &&
-			    (fd < 0 || p->phys + p->len == phys);
+		            (fd < 0 || p->phys + p->len == phys);
 		if (cont) {
 			p->len += len;
 			return 0;
@@ -37,7 +37,7 @@ int vdk_extents_add(struct vdk_extents *x, uint64_t off, uint64_t len, uint32_t 
 		x->cap = cap;
 	}
 	x->v[x->n++] = (struct vdk_extent){
-		.off = off, .len = len, .flags = flags, .fd = fd, .phys = fd >= 0 ? phys : 0};
+	    .off = off, .len = len, .flags = flags, .fd = fd, .phys = fd >= 0 ? phys : 0};
 	return 0;
 }
 
@@ -76,8 +76,8 @@ static void image_free(struct vdk_image *img)
 }
 
 static int image_open(struct vdk_src *src, bool own_src, const char *fmt_name,
-		      const struct vdk_open_opts *opts, struct vdk_image *child,
-		      struct vdk_image **out, struct vdk_err *e)
+                      const struct vdk_open_opts *opts, struct vdk_image *child,
+                      struct vdk_image **out, struct vdk_err *e)
 {
 	const struct vdk_format *fmt;
 	int r;
@@ -85,13 +85,13 @@ static int image_open(struct vdk_src *src, bool own_src, const char *fmt_name,
 		fmt = vdk_format_find(fmt_name);
 		if (!fmt || !fmt->open)
 			r = vdk_err_set(e, VDK_E_USAGE, EINVAL, src->name, NULL, VDK_NO_OFFSET,
-					"unknown image format '%s'", fmt_name);
+			                "unknown image format '%s'", fmt_name);
 		else
 			r = 0;
 	} else if (src->flags & VDK_SRC_STREAM) {
 		/* Probing would consume the stream's first bytes. */
 		r = vdk_err_set(e, VDK_E_USAGE, EINVAL, src->name, NULL, VDK_NO_OFFSET,
-				"a stream's format must be given with -f");
+		                "a stream's format must be given with -f");
 	} else {
 		r = vdk_format_probe(src, &fmt, e);
 	}
@@ -122,13 +122,13 @@ static int image_open(struct vdk_src *src, bool own_src, const char *fmt_name,
 }
 
 int vdk_image_open(struct vdk_src *src, bool own_src, const char *fmt_name,
-		   const struct vdk_open_opts *opts, struct vdk_image **out, struct vdk_err *e)
+                   const struct vdk_open_opts *opts, struct vdk_image **out, struct vdk_err *e)
 {
 	return image_open(src, own_src, fmt_name, opts, NULL, out, e);
 }
 
 int vdk_image_open_path(const char *path, const char *fmt_name, const struct vdk_open_opts *opts,
-			struct vdk_image **out, struct vdk_err *e)
+                        struct vdk_image **out, struct vdk_err *e)
 {
 	struct vdk_src *src;
 	int r = vdk_src_open_file(path, &src, e);
@@ -138,11 +138,11 @@ int vdk_image_open_path(const char *path, const char *fmt_name, const struct vdk
 }
 
 int vdk_image_open_backing(struct vdk_image *img, const char *name, const char *fmt_name,
-			   struct vdk_err *e)
+                           struct vdk_err *e)
 {
 	if (img->depth + 1 >= CHAIN_MAX)
 		return vdk_bad(e, img->src->name, img->fmt->name, VDK_NO_OFFSET,
-			       "backing chain deeper than %d files: refused", CHAIN_MAX);
+		               "backing chain deeper than %d files: refused", CHAIN_MAX);
 	if (img->opts->backing_fmt && img->depth == 0)
 		fmt_name = img->opts->backing_fmt;
 	struct vdk_src *src;
@@ -153,7 +153,7 @@ int vdk_image_open_backing(struct vdk_image *img, const char *name, const char *
 		if (c->src->dev == src->dev && c->src->ino == src->ino && src->ino) {
 			vdk_src_close(src);
 			return vdk_bad(e, img->src->name, img->fmt->name, VDK_NO_OFFSET,
-				       "backing file '%s' loops back into its own chain", name);
+			               "backing file '%s' loops back into its own chain", name);
 		}
 	}
 	return image_open(src, true, fmt_name, img->opts, img, &img->backing, e);
@@ -174,25 +174,25 @@ void vdk_image_close(struct vdk_image *img)
 
 /* Ask the format itself; check that what it says is well formed. */
 static int image_raw_extents(struct vdk_image *img, uint64_t off, uint64_t len,
-			     struct vdk_extents *x, struct vdk_err *e)
+                             struct vdk_extents *x, struct vdk_err *e)
 {
 	vdk_extents_reset(x);
 	if (!img->fmt->extents)
 		return vdk_extents_add(x, off, len, 0, -1, 0) ? vdk_ioerr(e, ENOMEM, NULL, "oom")
-								: 0;
+		                                              : 0;
 	int r = img->fmt->extents(img, off, len, x, e);
 	if (r)
 		return r;
 	uint64_t pos = off;
 	for (size_t i = 0; i < x->n; i++) {
 		if (x->v[i].off != pos || x->v[i].len == 0)
-			return vdk_err_set(e, VDK_E_IO, EPROTO, img->src->name, img->fmt->name,
-					   pos, "internal error: extents not contiguous");
+			return vdk_err_set(e, VDK_E_IO, EPROTO, img->src->name, img->fmt->name, pos,
+			                   "internal error: extents not contiguous");
 		pos += x->v[i].len;
 	}
 	if (x->n == 0)
 		return vdk_err_set(e, VDK_E_IO, EPROTO, img->src->name, img->fmt->name, off,
-				   "internal error: no extents");
+		                   "internal error: no extents");
 	/* Clip what runs past the request. */
 	struct vdk_extent *last = &x->v[x->n - 1];
 	if (last->off + last->len > off + len) {
@@ -205,7 +205,7 @@ static int image_raw_extents(struct vdk_image *img, uint64_t off, uint64_t len,
 }
 
 static int image_add(struct vdk_extents *out, const struct vdk_extent *x, uint32_t depth,
-		     struct vdk_err *e)
+                     struct vdk_err *e)
 {
 	size_t n = out->n;
 	if (vdk_extents_add(out, x->off, x->len, x->flags, x->fd, x->phys))
@@ -216,7 +216,7 @@ static int image_add(struct vdk_extents *out, const struct vdk_extent *x, uint32
 }
 
 int vdk_image_extents(struct vdk_image *img, uint64_t off, uint64_t len, struct vdk_extents *out,
-		      struct vdk_err *e)
+                      struct vdk_err *e)
 {
 	if (off >= img->size)
 		return 0;
@@ -237,14 +237,17 @@ int vdk_image_extents(struct vdk_image *img, uint64_t off, uint64_t len, struct 
 		uint64_t end = x.off + x.len, pos = x.off;
 		while (!r && pos < end && pos < b->size) {
 			r = vdk_image_extents(b, pos, VDK_MIN(end, b->size) - pos, out, e);
-			uint64_t next = out->n ? out->v[out->n - 1].off + out->v[out->n - 1].len : 0;
+			uint64_t next =
+			    out->n ? out->v[out->n - 1].off + out->v[out->n - 1].len : 0;
 			if (!r && next <= pos)
 				break;
 			pos = next;
 		}
 		if (!r && pos < end) {
-			struct vdk_extent z = {.off = pos, .len = end - pos,
-					       .flags = VDK_EXT_HOLE | VDK_EXT_ZERO, .fd = -1};
+			struct vdk_extent z = {.off = pos,
+			                       .len = end - pos,
+			                       .flags = VDK_EXT_HOLE | VDK_EXT_ZERO,
+			                       .fd = -1};
 			r = image_add(out, &z, img->depth, e);
 		}
 	}
@@ -252,12 +255,11 @@ int vdk_image_extents(struct vdk_image *img, uint64_t off, uint64_t len, struct 
 	return r;
 }
 
-int vdk_image_pread(struct vdk_image *img, void *buf, size_t len, uint64_t off,
-		    struct vdk_err *e)
+int vdk_image_pread(struct vdk_image *img, void *buf, size_t len, uint64_t off, struct vdk_err *e)
 {
 	if (!vdk_range_ok(off, len, img->size))
 		return vdk_bad(e, img->src->name, img->fmt->name, off,
-			       "read past the end of the virtual disk");
+		               "read past the end of the virtual disk");
 	if (!img->fmt->extents)
 		return img->fmt->pread(img, buf, len, off, e);
 	struct vdk_extents x = {0};
@@ -273,7 +275,7 @@ int vdk_image_pread(struct vdk_image *img, void *buf, size_t len, uint64_t off,
 			if (!(xe->flags & (VDK_EXT_ZERO | VDK_EXT_HOLE))) {
 				r = img->fmt->pread(img, dst, xe->len, xe->off, e);
 			} else if ((xe->flags & VDK_EXT_HOLE) && !(xe->flags & VDK_EXT_ZERO) && b &&
-				   xe->off < b->size) {
+			           xe->off < b->size) {
 				uint64_t n = VDK_MIN(xe->len, b->size - xe->off);
 				r = vdk_image_pread(b, dst, n, xe->off, e);
 				memset(dst + n, 0, xe->len - n);
@@ -287,8 +289,7 @@ int vdk_image_pread(struct vdk_image *img, void *buf, size_t len, uint64_t off,
 	return r;
 }
 
-struct vdk_json *vdk_image_info(struct vdk_image *img, const char *filename,
-				struct vdk_err *e)
+struct vdk_json *vdk_image_info(struct vdk_image *img, const char *filename, struct vdk_err *e)
 {
 	struct vdk_json *j = vdk_json_new_obj();
 	if (!j) {

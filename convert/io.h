@@ -23,7 +23,7 @@ struct vdk_src_ops {
 	/* Open another file that belongs with this one (a VMDK extent, a backing
 	 * file, an OVA member). NULL: not possible (memory buffers). */
 	int (*open_related)(struct vdk_src *s, const char *name, const struct vdk_access *acc,
-			    struct vdk_src **out, struct vdk_err *e);
+	                    struct vdk_src **out, struct vdk_err *e);
 	void (*close)(struct vdk_src *s);
 };
 
@@ -33,7 +33,7 @@ enum {
 
 struct vdk_src {
 	const struct vdk_src_ops *ops;
-	char *name; /* for messages: the path, or "ova:member" */
+	char *name;    /* for messages: the path, or "ova:member" */
 	uint64_t size; /* VDK_SIZE_UNKNOWN for streams of unknown length */
 	unsigned flags;
 	/* When fd >= 0, byte i of this source is byte fd_off + i of fd: the
@@ -41,7 +41,7 @@ struct vdk_src {
 	int fd;
 	uint64_t fd_off;
 	uint64_t pos; /* streams: next offset */
-	dev_t dev; /* identity of the underlying file, to refuse chain loops */
+	dev_t dev;    /* identity of the underlying file, to refuse chain loops */
 	ino_t ino;
 	int64_t mtime_ns; /* at open: a file still being written is refused */
 	void *priv;
@@ -52,7 +52,7 @@ struct vdk_src {
  * input). */
 struct vdk_access {
 	const char *const *allow_dirs; /* NULL-terminated, or NULL */
-	bool allow_any; /* the user allowed every path */
+	bool allow_any;                /* the user allowed every path */
 };
 
 int vdk_src_open_file(const char *path, struct vdk_src **out, struct vdk_err *e);
@@ -60,11 +60,11 @@ int vdk_src_open_file(const char *path, struct vdk_src **out, struct vdk_err *e)
 int vdk_src_open_fd(int fd, const char *name, struct vdk_src **out, struct vdk_err *e);
 /* Memory: the buffer is borrowed and must outlive the source. */
 int vdk_src_open_mem(const void *buf, size_t len, const char *name, struct vdk_src **out,
-		     struct vdk_err *e);
+                     struct vdk_err *e);
 /* A window [off, off+len) of parent. The window keeps a reference to parent;
  * parent must outlive it. */
 int vdk_src_open_window(struct vdk_src *parent, uint64_t off, uint64_t len, const char *name,
-			struct vdk_src **out, struct vdk_err *e);
+                        struct vdk_src **out, struct vdk_err *e);
 /* A forward-only stream over a pipe or stdin (fd is not closed). */
 int vdk_src_open_stream(int fd, const char *name, struct vdk_src **out, struct vdk_err *e);
 
@@ -73,9 +73,9 @@ int vdk_src_open_stream(int fd, const char *name, struct vdk_src **out, struct v
 int vdk_src_pread(struct vdk_src *s, void *buf, size_t len, uint64_t off, struct vdk_err *e);
 /* Read up to len bytes; *got is set (short only at end of source). */
 int vdk_src_pread_upto(struct vdk_src *s, void *buf, size_t len, uint64_t off, size_t *got,
-		       struct vdk_err *e);
+                       struct vdk_err *e);
 int vdk_src_open_related(struct vdk_src *s, const char *name, const struct vdk_access *acc,
-			 struct vdk_src **out, struct vdk_err *e);
+                         struct vdk_src **out, struct vdk_err *e);
 void vdk_src_close(struct vdk_src *s);
 /* NFS manners: an error when the file under s changed size or mtime since
  * it was opened (someone is still writing it), so a conversion never
@@ -90,7 +90,7 @@ struct vdk_src *vdk_src_alloc(const struct vdk_src_ops *ops, const char *name);
 struct vdk_sink;
 struct vdk_sink_ops {
 	int (*pwrite)(struct vdk_sink *k, const void *buf, size_t len, uint64_t off,
-		      struct vdk_err *e);
+	              struct vdk_err *e);
 	/* Optional: make [off, off+len) read as zeroes, deallocating if possible. */
 	int (*punch)(struct vdk_sink *k, uint64_t off, uint64_t len, struct vdk_err *e);
 	/* Optional: set the final size. */
@@ -104,12 +104,12 @@ struct vdk_sink_ops {
 	/* Optional: create a companion output next to this one (a flat VMDK's
 	 * extent file), committed and aborted together with it. */
 	int (*open_related)(struct vdk_sink *k, const char *name, struct vdk_sink **out,
-			    struct vdk_err *e);
+	                    struct vdk_err *e);
 };
 
 enum {
 	VDK_SINK_SEQUENTIAL = 1u << 0, /* offsets must only grow (pipe, tar) */
-	VDK_SINK_ZEROED = 1u << 1, /* unwritten ranges read as zero */
+	VDK_SINK_ZEROED = 1u << 1,     /* unwritten ranges read as zero */
 };
 
 struct vdk_sink {
@@ -119,7 +119,7 @@ struct vdk_sink {
 	int fd; /* >= 0 when bytes land verbatim in fd at fd_off + offset */
 	uint64_t fd_off;
 	uint32_t blksize; /* filesystem block size: clone alignment */
-	uint64_t pos; /* sequential sinks: bytes written so far */
+	uint64_t pos;     /* sequential sinks: bytes written so far */
 	bool committed;
 	void *priv;
 };
@@ -134,7 +134,7 @@ int vdk_sink_open_mem(size_t max, struct vdk_sink **out, struct vdk_err *e);
 const uint8_t *vdk_sink_mem_data(const struct vdk_sink *k, size_t *len);
 
 int vdk_sink_pwrite(struct vdk_sink *k, const void *buf, size_t len, uint64_t off,
-		    struct vdk_err *e);
+                    struct vdk_err *e);
 /* Append at the current position (sequential writers). */
 int vdk_sink_write(struct vdk_sink *k, const void *buf, size_t len, struct vdk_err *e);
 /* Zeroes: punch where the sink can, else write zero buffers (sequential
@@ -142,7 +142,7 @@ int vdk_sink_write(struct vdk_sink *k, const void *buf, size_t len, struct vdk_e
 int vdk_sink_zero(struct vdk_sink *k, uint64_t off, uint64_t len, struct vdk_err *e);
 int vdk_sink_truncate(struct vdk_sink *k, uint64_t size, struct vdk_err *e);
 int vdk_sink_open_related(struct vdk_sink *k, const char *name, struct vdk_sink **out,
-			  struct vdk_err *e);
+                          struct vdk_err *e);
 int vdk_sink_commit(struct vdk_sink *k, struct vdk_err *e);
 /* Closes; a sink that was not committed is aborted first (temp removed). */
 void vdk_sink_close(struct vdk_sink *k);
@@ -154,13 +154,13 @@ int vdk_fsync_dir_of(const char *path);
 
 enum vdk_clone_mode {
 	VDK_CLONE_AUTO = 0, /* FICLONERANGE, then copy_file_range on NFS, then copy */
-	VDK_CLONE_ALWAYS, /* FICLONERANGE or fail */
-	VDK_CLONE_NEVER, /* plain read/write */
+	VDK_CLONE_ALWAYS,   /* FICLONERANGE or fail */
+	VDK_CLONE_NEVER,    /* plain read/write */
 };
 
 enum vdk_clone_how {
 	VDK_CLONED = 1, /* blocks shared (FICLONERANGE) */
-	VDK_OFFLOADED, /* copy_file_range: server-side copy (NFS 4.2) */
+	VDK_OFFLOADED,  /* copy_file_range: server-side copy (NFS 4.2) */
 };
 
 /* Copy len bytes from src_fd@src_off into the sink at off without passing
@@ -168,7 +168,7 @@ enum vdk_clone_how {
  * -EOPNOTSUPP when the caller must copy by reading and writing (wrong
  * alignment, different filesystems, no support); other negatives are real
  * errors. Never partially fails silently: a short copy_file_range resumes. */
-int vdk_sink_clone(struct vdk_sink *k, uint64_t off, int src_fd, uint64_t src_off,
-		   uint64_t len, enum vdk_clone_mode mode, struct vdk_err *e);
+int vdk_sink_clone(struct vdk_sink *k, uint64_t off, int src_fd, uint64_t src_off, uint64_t len,
+                   enum vdk_clone_mode mode, struct vdk_err *e);
 
 #endif

@@ -34,7 +34,7 @@ struct vdk_sink *vdk_sink_alloc(const struct vdk_sink_ops *ops, const char *name
 }
 
 int vdk_sink_pwrite(struct vdk_sink *k, const void *buf, size_t len, uint64_t off,
-		    struct vdk_err *e)
+                    struct vdk_err *e)
 {
 	if (len == 0)
 		return 0;
@@ -87,12 +87,12 @@ int vdk_sink_truncate(struct vdk_sink *k, uint64_t size, struct vdk_err *e)
 }
 
 int vdk_sink_open_related(struct vdk_sink *k, const char *name, struct vdk_sink **out,
-			  struct vdk_err *e)
+                          struct vdk_err *e)
 {
 	if (!k->ops->open_related)
 		return vdk_err_set(e, VDK_E_USAGE, EOPNOTSUPP, k->name, NULL, VDK_NO_OFFSET,
-				   "this output cannot have companion files (needed for '%s')",
-				   name);
+		                   "this output cannot have companion files (needed for '%s')",
+		                   name);
 	return k->ops->open_related(k, name, out, e);
 }
 
@@ -124,13 +124,13 @@ void vdk_sink_close(struct vdk_sink *k)
 
 struct sink_file {
 	uint64_t dirty; /* bytes written since the last write-back kick */
-	char *tmp; /* temporary path, renamed to name on commit */
+	char *tmp;      /* temporary path, renamed to name on commit */
 	struct vdk_sink **related;
 	size_t nrelated;
 };
 
 static int file_sink_pwrite(struct vdk_sink *k, const void *buf, size_t len, uint64_t off,
-			    struct vdk_err *e)
+                            struct vdk_err *e)
 {
 	const uint8_t *p = buf;
 	size_t total = len;
@@ -140,7 +140,7 @@ static int file_sink_pwrite(struct vdk_sink *k, const void *buf, size_t len, uin
 			continue;
 		if (n <= 0)
 			return vdk_err_set(e, VDK_E_IO, n < 0 ? errno : ENOSPC, k->name, NULL, off,
-					   "write failed: %s", strerror(n < 0 ? errno : ENOSPC));
+			                   "write failed: %s", strerror(n < 0 ? errno : ENOSPC));
 		p += n;
 		off += (uint64_t)n;
 		len -= (size_t)n;
@@ -163,13 +163,13 @@ static int file_sink_punch(struct vdk_sink *k, uint64_t off, uint64_t len, struc
 	/* Past EOF of a new file there is nothing to punch: truncate covers it. */
 	if (off >= (uint64_t)st.st_size)
 		return 0;
-	if (fallocate(k->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-		      (off_t)len) == 0)
+	if (fallocate(k->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) ==
+	    0)
 		return 0;
 	if (errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL)
 		return -EOPNOTSUPP;
 	return vdk_err_set(e, VDK_E_IO, errno, k->name, NULL, off, "punching a hole failed: %s",
-			   strerror(errno));
+	                   strerror(errno));
 }
 
 static int file_sink_truncate(struct vdk_sink *k, uint64_t size, struct vdk_err *e)
@@ -208,7 +208,7 @@ static int file_sink_commit(struct vdk_sink *k, struct vdk_err *e)
 	if (f->tmp) {
 		if (rename(f->tmp, k->name) != 0)
 			return vdk_ioerr(e, errno, k->name, "rename into place failed: %s",
-					 strerror(errno));
+			                 strerror(errno));
 		free(f->tmp);
 		f->tmp = NULL;
 		vdk_fsync_dir_of(k->name);
@@ -241,16 +241,16 @@ static void file_sink_close(struct vdk_sink *k)
 }
 
 static int file_sink_open_related(struct vdk_sink *k, const char *name, struct vdk_sink **out,
-				  struct vdk_err *e);
+                                  struct vdk_err *e);
 
 static const struct vdk_sink_ops file_sink_ops = {
-	.pwrite = file_sink_pwrite,
-	.punch = file_sink_punch,
-	.truncate = file_sink_truncate,
-	.commit = file_sink_commit,
-	.abort = file_sink_abort,
-	.close = file_sink_close,
-	.open_related = file_sink_open_related,
+    .pwrite = file_sink_pwrite,
+    .punch = file_sink_punch,
+    .truncate = file_sink_truncate,
+    .commit = file_sink_commit,
+    .abort = file_sink_abort,
+    .close = file_sink_close,
+    .open_related = file_sink_open_related,
 };
 
 int vdk_sink_create_file(const char *path, struct vdk_sink **out, struct vdk_err *e)
@@ -265,11 +265,11 @@ int vdk_sink_create_file(const char *path, struct vdk_sink **out, struct vdk_err
 	free(copy);
 	if (n < 0 || (size_t)n >= sizeof(tmp))
 		return vdk_err_set(e, VDK_E_USAGE, ENAMETOOLONG, path, NULL, VDK_NO_OFFSET,
-				   "output path too long");
+		                   "output path too long");
 	struct stat st;
 	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
 		return vdk_err_set(e, VDK_E_USAGE, EISDIR, path, NULL, VDK_NO_OFFSET,
-				   "output is a directory");
+		                   "output is a directory");
 	int fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
 		return vdk_ioerr(e, errno, path, "cannot create output: %s", strerror(errno));
@@ -300,12 +300,12 @@ int vdk_sink_create_file(const char *path, struct vdk_sink **out, struct vdk_err
 }
 
 static int file_sink_open_related(struct vdk_sink *k, const char *name, struct vdk_sink **out,
-				  struct vdk_err *e)
+                                  struct vdk_err *e)
 {
 	struct sink_file *f = k->priv;
 	if (strchr(name, '/') || !strcmp(name, "..") || !strcmp(name, "."))
 		return vdk_err_set(e, VDK_E_USAGE, EINVAL, k->name, NULL, VDK_NO_OFFSET,
-				   "companion file name '%s' must be a plain name", name);
+		                   "companion file name '%s' must be a plain name", name);
 	char path[PATH_MAX];
 	char *copy = strdup(k->name);
 	if (!copy)
@@ -327,12 +327,12 @@ static int file_sink_open_related(struct vdk_sink *k, const char *name, struct v
 /* Streams ----------------------------------------------------------- */
 
 static int stream_sink_pwrite(struct vdk_sink *k, const void *buf, size_t len, uint64_t off,
-			      struct vdk_err *e)
+                              struct vdk_err *e)
 {
 	if (off < k->pos)
 		return vdk_err_set(e, VDK_E_IO, ESPIPE, k->name, NULL, off,
-				   "cannot seek back in a stream (at %llu)",
-				   (unsigned long long)k->pos);
+		                   "cannot seek back in a stream (at %llu)",
+		                   (unsigned long long)k->pos);
 	if (off > k->pos) {
 		int r = sink_write_zeroes(k, k->pos, off - k->pos, e);
 		if (r)
@@ -345,7 +345,7 @@ static int stream_sink_pwrite(struct vdk_sink *k, const void *buf, size_t len, u
 			continue;
 		if (n <= 0)
 			return vdk_err_set(e, VDK_E_IO, n < 0 ? errno : EIO, k->name, NULL, k->pos,
-					   "write failed: %s", strerror(n < 0 ? errno : EIO));
+			                   "write failed: %s", strerror(n < 0 ? errno : EIO));
 		p += n;
 		len -= (size_t)n;
 		k->pos += (uint64_t)n;
@@ -376,7 +376,7 @@ struct sink_mem {
 };
 
 static int mem_sink_pwrite(struct vdk_sink *k, const void *buf, size_t len, uint64_t off,
-			   struct vdk_err *e)
+                           struct vdk_err *e)
 {
 	struct sink_mem *m = k->priv;
 	uint64_t end;
@@ -418,9 +418,9 @@ static void mem_sink_close(struct vdk_sink *k)
 }
 
 static const struct vdk_sink_ops mem_sink_ops = {
-	.pwrite = mem_sink_pwrite,
-	.truncate = mem_sink_truncate,
-	.close = mem_sink_close,
+    .pwrite = mem_sink_pwrite,
+    .truncate = mem_sink_truncate,
+    .close = mem_sink_close,
 };
 
 int vdk_sink_open_mem(size_t max, struct vdk_sink **out, struct vdk_err *e)

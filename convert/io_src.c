@@ -33,7 +33,7 @@ static void src_free(struct vdk_src *s)
 }
 
 int vdk_src_pread_upto(struct vdk_src *s, void *buf, size_t len, uint64_t off, size_t *got,
-		       struct vdk_err *e)
+                       struct vdk_err *e)
 {
 	*got = 0;
 	if (s->size != VDK_SIZE_UNKNOWN) {
@@ -50,20 +50,21 @@ int vdk_src_pread_upto(struct vdk_src *s, void *buf, size_t len, uint64_t off, s
 int vdk_src_pread(struct vdk_src *s, void *buf, size_t len, uint64_t off, struct vdk_err *e)
 {
 	if (s->size != VDK_SIZE_UNKNOWN && !vdk_range_ok(off, len, s->size))
-		return vdk_bad(e, s->name, NULL, off, "read of %zu bytes past the end of the file "
-				"(size %llu)", len, (unsigned long long)s->size);
+		return vdk_bad(e, s->name, NULL, off,
+		               "read of %zu bytes past the end of the file "
+		               "(size %llu)",
+		               len, (unsigned long long)s->size);
 	if (len == 0)
 		return 0;
 	return s->ops->pread(s, buf, len, off, e);
 }
 
 int vdk_src_open_related(struct vdk_src *s, const char *name, const struct vdk_access *acc,
-			 struct vdk_src **out, struct vdk_err *e)
+                         struct vdk_src **out, struct vdk_err *e)
 {
 	if (!s->ops->open_related)
 		return vdk_err_set(e, VDK_E_INPUT, ENOENT, s->name, NULL, VDK_NO_OFFSET,
-				   "refers to '%s', but this source cannot open other files",
-				   name);
+		                   "refers to '%s', but this source cannot open other files", name);
 	static const struct vdk_access none = {0};
 	return s->ops->open_related(s, name, acc ? acc : &none, out, e);
 }
@@ -92,8 +93,8 @@ static int file_pread(struct vdk_src *s, void *buf, size_t len, uint64_t off, st
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			return vdk_err_set(e, VDK_E_IO, errno, s->name, NULL, off, "read failed: %s",
-					   strerror(errno));
+			return vdk_err_set(e, VDK_E_IO, errno, s->name, NULL, off,
+			                   "read failed: %s", strerror(errno));
 		if (n == 0)
 			return vdk_bad(e, s->name, NULL, off, "unexpected end of file");
 		p += n;
@@ -114,28 +115,28 @@ static void file_close(struct vdk_src *s)
 }
 
 static int file_open_related(struct vdk_src *s, const char *name, const struct vdk_access *acc,
-			     struct vdk_src **out, struct vdk_err *e);
+                             struct vdk_src **out, struct vdk_err *e);
 
 static const struct vdk_src_ops file_ops = {
-	.pread = file_pread,
-	.open_related = file_open_related,
-	.close = file_close,
+    .pread = file_pread,
+    .open_related = file_open_related,
+    .close = file_close,
 };
 
 /* Adopt fd as a source named name; dir is the folder for related files. */
 static int src_from_fd(int fd, const char *name, const char *dir, bool own, struct vdk_src **out,
-		       struct vdk_err *e)
+                       struct vdk_err *e)
 {
 	struct stat st;
 	if (fstat(fd, &st) != 0)
 		return vdk_err_set(e, VDK_E_IO, errno, name, NULL, VDK_NO_OFFSET, "%s",
-				   strerror(errno));
+		                   strerror(errno));
 	if (S_ISDIR(st.st_mode))
 		return vdk_err_set(e, VDK_E_INPUT, EISDIR, name, NULL, VDK_NO_OFFSET,
-				   "is a directory, not an image");
+		                   "is a directory, not an image");
 	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
 		return vdk_err_set(e, VDK_E_INPUT, EINVAL, name, NULL, VDK_NO_OFFSET,
-				   "not a regular file or block device");
+		                   "not a regular file or block device");
 	struct vdk_src *s = vdk_src_alloc(&file_ops, name);
 	struct src_file *f = calloc(1, sizeof(*f));
 	if (!s || !f || (dir && !(f->dir = strdup(dir)))) {
@@ -179,17 +180,17 @@ static char *src_real_dir(const char *path)
 }
 
 static int src_open_path(const char *path, const char *name, struct vdk_src **out,
-			 struct vdk_err *e)
+                         struct vdk_err *e)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		int err = errno;
 		enum vdk_err_class cls = (err == ENOENT || err == EACCES || err == EISDIR ||
-					  err == ENOTDIR || err == ELOOP)
-						 ? VDK_E_INPUT
-						 : VDK_E_IO;
+		                          err == ENOTDIR || err == ELOOP)
+		                             ? VDK_E_INPUT
+		                             : VDK_E_IO;
 		return vdk_err_set(e, cls, err, name, NULL, VDK_NO_OFFSET, "cannot open: %s",
-				   strerror(err));
+		                   strerror(err));
 	}
 	/* O_NONBLOCK only protected the open against FIFOs. */
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
@@ -243,7 +244,7 @@ static bool related_allowed(const char *real, const char *own_dir, const struct 
 }
 
 static int file_open_related(struct vdk_src *s, const char *name, const struct vdk_access *acc,
-			     struct vdk_src **out, struct vdk_err *e)
+                             struct vdk_src **out, struct vdk_err *e)
 {
 	struct src_file *f = s->priv;
 	bool explicit = acc->allow_any || (acc->allow_dirs && acc->allow_dirs[0]);
@@ -251,8 +252,9 @@ static int file_open_related(struct vdk_src *s, const char *name, const struct v
 		return vdk_bad(e, s->name, NULL, VDK_NO_OFFSET, "refers to an empty file name");
 	if (!explicit && (name[0] == '/' || path_has_dotdot(name)))
 		return vdk_err_set(e, VDK_E_INPUT, EPERM, s->name, NULL, VDK_NO_OFFSET,
-				   "refers to '%s' outside its own folder: refused (allow a folder "
-				   "explicitly with --allow-dir)", name);
+		                   "refers to '%s' outside its own folder: refused (allow a folder "
+		                   "explicitly with --allow-dir)",
+		                   name);
 	char cand[PATH_MAX];
 	if ((size_t)snprintf(cand, sizeof(cand), "%s/%s", name[0] == '/' ? "" : f->dir, name) >=
 	    sizeof(cand))
@@ -260,13 +262,14 @@ static int file_open_related(struct vdk_src *s, const char *name, const struct v
 	char *real = realpath(name[0] == '/' ? name : cand, NULL);
 	if (!real)
 		return vdk_err_set(e, VDK_E_INPUT, errno, s->name, NULL, VDK_NO_OFFSET,
-				   "refers to '%s', which cannot be opened: %s", name,
-				   strerror(errno));
+		                   "refers to '%s', which cannot be opened: %s", name,
+		                   strerror(errno));
 	int r;
 	if (!related_allowed(real, f->dir, acc))
 		r = vdk_err_set(e, VDK_E_INPUT, EPERM, s->name, NULL, VDK_NO_OFFSET,
-				"refers to '%s', which resolves outside the allowed folders: "
-				"refused", name);
+		                "refers to '%s', which resolves outside the allowed folders: "
+		                "refused",
+		                name);
 	else
 		r = src_open_path(real, cand, out, e);
 	free(real);
@@ -276,8 +279,8 @@ static int file_open_related(struct vdk_src *s, const char *name, const struct v
 			vdk_src_close(*out);
 			*out = NULL;
 			r = vdk_err_set(e, VDK_E_INPUT, EPERM, s->name, NULL, VDK_NO_OFFSET,
-					"refers to '%s', which is not a regular file: refused",
-					name);
+			                "refers to '%s', which is not a regular file: refused",
+			                name);
 		}
 	}
 	return r;
@@ -290,10 +293,11 @@ int vdk_src_check_unchanged(struct vdk_src *s, struct vdk_err *e)
 		return 0;
 	int64_t mt = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 	if ((uint64_t)st.st_size != s->size || mt != s->mtime_ns)
-		return vdk_err_set(e, VDK_E_INPUT, EBUSY, s->name, NULL, VDK_NO_OFFSET,
-				   "changed while being read (size %llu -> %llu): is it still being "
-				   "written? Nothing was kept",
-				   (unsigned long long)s->size, (unsigned long long)st.st_size);
+		return vdk_err_set(
+		    e, VDK_E_INPUT, EBUSY, s->name, NULL, VDK_NO_OFFSET,
+		    "changed while being read (size %llu -> %llu): is it still being "
+		    "written? Nothing was kept",
+		    (unsigned long long)s->size, (unsigned long long)st.st_size);
 	return 0;
 }
 
@@ -309,7 +313,7 @@ static int mem_pread(struct vdk_src *s, void *buf, size_t len, uint64_t off, str
 static const struct vdk_src_ops mem_ops = {.pread = mem_pread};
 
 int vdk_src_open_mem(const void *buf, size_t len, const char *name, struct vdk_src **out,
-		     struct vdk_err *e)
+                     struct vdk_err *e)
 {
 	struct vdk_src *s = vdk_src_alloc(&mem_ops, name ? name : "(memory)");
 	if (!s)
@@ -327,15 +331,14 @@ struct src_window {
 	uint64_t off;
 };
 
-static int window_pread(struct vdk_src *s, void *buf, size_t len, uint64_t off,
-			struct vdk_err *e)
+static int window_pread(struct vdk_src *s, void *buf, size_t len, uint64_t off, struct vdk_err *e)
 {
 	struct src_window *w = s->priv;
 	return vdk_src_pread(w->parent, buf, len, w->off + off, e);
 }
 
 static int window_open_related(struct vdk_src *s, const char *name, const struct vdk_access *acc,
-			       struct vdk_src **out, struct vdk_err *e)
+                               struct vdk_src **out, struct vdk_err *e)
 {
 	struct src_window *w = s->priv;
 	return vdk_src_open_related(w->parent, name, acc, out, e);
@@ -347,18 +350,18 @@ static void window_close(struct vdk_src *s)
 }
 
 static const struct vdk_src_ops window_ops = {
-	.pread = window_pread,
-	.open_related = window_open_related,
-	.close = window_close,
+    .pread = window_pread,
+    .open_related = window_open_related,
+    .close = window_close,
 };
 
 int vdk_src_open_window(struct vdk_src *parent, uint64_t off, uint64_t len, const char *name,
-			struct vdk_src **out, struct vdk_err *e)
+                        struct vdk_src **out, struct vdk_err *e)
 {
 	if (parent->size != VDK_SIZE_UNKNOWN && !vdk_range_ok(off, len, parent->size))
 		return vdk_bad(e, parent->name, NULL, off,
-			       "member of %llu bytes extends past the end of the file",
-			       (unsigned long long)len);
+		               "member of %llu bytes extends past the end of the file",
+		               (unsigned long long)len);
 	struct vdk_src *s = vdk_src_alloc(&window_ops, name ? name : parent->name);
 	struct src_window *w = calloc(1, sizeof(*w));
 	if (!s || !w) {
@@ -393,7 +396,7 @@ static int stream_read(struct vdk_src *s, uint8_t *p, size_t len, struct vdk_err
 			continue;
 		if (n < 0)
 			return vdk_err_set(e, VDK_E_IO, errno, s->name, NULL, s->pos,
-					   "read failed: %s", strerror(errno));
+			                   "read failed: %s", strerror(errno));
 		if (n == 0)
 			return vdk_bad(e, s->name, NULL, s->pos, "unexpected end of stream");
 		if (p)
@@ -404,13 +407,12 @@ static int stream_read(struct vdk_src *s, uint8_t *p, size_t len, struct vdk_err
 	return 0;
 }
 
-static int stream_pread(struct vdk_src *s, void *buf, size_t len, uint64_t off,
-			struct vdk_err *e)
+static int stream_pread(struct vdk_src *s, void *buf, size_t len, uint64_t off, struct vdk_err *e)
 {
 	if (off < s->pos)
 		return vdk_err_set(e, VDK_E_INPUT, ESPIPE, s->name, NULL, off,
-				   "this reader needs to seek backwards in a stream (at %llu)",
-				   (unsigned long long)s->pos);
+		                   "this reader needs to seek backwards in a stream (at %llu)",
+		                   (unsigned long long)s->pos);
 	uint8_t skip[65536];
 	while (s->pos < off) {
 		size_t n = (size_t)VDK_MIN((uint64_t)sizeof(skip), off - s->pos);

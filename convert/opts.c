@@ -9,8 +9,7 @@
 
 static int opts_usage(struct vdk_err *e, const char *what, const char *s)
 {
-	return vdk_err_set(e, VDK_E_USAGE, EINVAL, NULL, NULL, VDK_NO_OFFSET, "%s: '%s'", what,
-			   s);
+	return vdk_err_set(e, VDK_E_USAGE, EINVAL, NULL, NULL, VDK_NO_OFFSET, "%s: '%s'", what, s);
 }
 
 int vdk_opts_set(struct vdk_opts *o, const char *key, const char *val, struct vdk_err *e)
@@ -114,8 +113,8 @@ int vdk_parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
-int vdk_opts_get_size(struct vdk_opts *o, const char *key, uint64_t def, uint64_t min,
-		      uint64_t max, uint64_t *out, struct vdk_err *e)
+int vdk_opts_get_size(struct vdk_opts *o, const char *key, uint64_t def, uint64_t min, uint64_t max,
+                      uint64_t *out, struct vdk_err *e)
 {
 	const char *s = vdk_opts_get(o, key);
 	if (!s) {
@@ -125,17 +124,16 @@ int vdk_opts_get_size(struct vdk_opts *o, const char *key, uint64_t def, uint64_
 	uint64_t v;
 	if (vdk_parse_size(s, &v) || v < min || v > max)
 		return vdk_err_set(e, VDK_E_USAGE, EINVAL, NULL, NULL, VDK_NO_OFFSET,
-				   "option %s=%s: expected a size from %llu to %llu", key, s,
-				   (unsigned long long)min, (unsigned long long)max);
+		                   "option %s=%s: expected a size from %llu to %llu", key, s,
+		                   (unsigned long long)min, (unsigned long long)max);
 	*out = v;
 	return 0;
 }
 
-int vdk_opts_get_bool(struct vdk_opts *o, const char *key, bool def, bool *out,
-		      struct vdk_err *e)
+int vdk_opts_get_bool(struct vdk_opts *o, const char *key, bool def, bool *out, struct vdk_err *e)
 {
-	static const char *const choices[] = {"off", "on", "false", "true", "no", "yes",
-					      "0",   "1",  NULL};
+	static const char *const choices[] = {"off", "on", "false", "true", "no",
+	                                      "yes", "0",  "1",     NULL};
 	int idx;
 	int r = vdk_opts_get_enum(o, key, choices, def ? 1 : 0, &idx, e);
 	if (!r)
@@ -143,8 +141,8 @@ int vdk_opts_get_bool(struct vdk_opts *o, const char *key, bool def, bool *out,
 	return r;
 }
 
-int vdk_opts_get_enum(struct vdk_opts *o, const char *key, const char *const *choices,
-		      int def, int *out, struct vdk_err *e)
+int vdk_opts_get_enum(struct vdk_opts *o, const char *key, const char *const *choices, int def,
+                      int *out, struct vdk_err *e)
 {
 	const char *s = vdk_opts_get(o, key);
 	if (!s) {
@@ -157,7 +155,7 @@ int vdk_opts_get_enum(struct vdk_opts *o, const char *key, const char *const *ch
 			return 0;
 		}
 	return vdk_err_set(e, VDK_E_USAGE, EINVAL, NULL, NULL, VDK_NO_OFFSET,
-			   "option %s: unknown value '%s'", key, s);
+	                   "option %s: unknown value '%s'", key, s);
 }
 
 int vdk_opts_check_unused(const struct vdk_opts *o, const char *format, struct vdk_err *e)
@@ -165,7 +163,7 @@ int vdk_opts_check_unused(const struct vdk_opts *o, const char *format, struct v
 	for (size_t i = 0; o && i < o->n; i++)
 		if (!o->v[i].used)
 			return vdk_err_set(e, VDK_E_USAGE, EINVAL, NULL, format, VDK_NO_OFFSET,
-					   "unknown option '%s' for this format", o->v[i].key);
+			                   "unknown option '%s' for this format", o->v[i].key);
 	return 0;
 }
 

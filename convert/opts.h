@@ -29,14 +29,13 @@ int vdk_opts_set(struct vdk_opts *o, const char *key, const char *val, struct vd
 const char *vdk_opts_get(struct vdk_opts *o, const char *key);
 /* Integer with optional k/K, M, G, T, P suffix (powers of 1024), in
  * [min, max]; *out = def when absent. */
-int vdk_opts_get_size(struct vdk_opts *o, const char *key, uint64_t def, uint64_t min,
-		      uint64_t max, uint64_t *out, struct vdk_err *e);
+int vdk_opts_get_size(struct vdk_opts *o, const char *key, uint64_t def, uint64_t min, uint64_t max,
+                      uint64_t *out, struct vdk_err *e);
 /* on/off, true/false, yes/no, 1/0. */
-int vdk_opts_get_bool(struct vdk_opts *o, const char *key, bool def, bool *out,
-		      struct vdk_err *e);
+int vdk_opts_get_bool(struct vdk_opts *o, const char *key, bool def, bool *out, struct vdk_err *e);
 /* One of the NULL-terminated choices; *out is its index, def when absent. */
-int vdk_opts_get_enum(struct vdk_opts *o, const char *key, const char *const *choices,
-		      int def, int *out, struct vdk_err *e);
+int vdk_opts_get_enum(struct vdk_opts *o, const char *key, const char *const *choices, int def,
+                      int *out, struct vdk_err *e);
 /* A usage error naming the first key no writer asked for. */
 int vdk_opts_check_unused(const struct vdk_opts *o, const char *format, struct vdk_err *e);
 void vdk_opts_free(struct vdk_opts *o);

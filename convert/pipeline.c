@@ -17,9 +17,9 @@
 #include "util.h"
 
 #define PL_DEFAULT_CHUNK (2u << 20)
-#define PL_MAX_THREADS 8
-#define PL_CLONE_MAX ((uint64_t)256 << 20) /* progress/cancel granularity */
-#define PL_DIGEST_BLOCK 4096u
+#define PL_MAX_THREADS   8
+#define PL_CLONE_MAX     ((uint64_t)256 << 20) /* progress/cancel granularity */
+#define PL_DIGEST_BLOCK  4096u
 
 enum pl_kind { PL_DATA, PL_ZERO, PL_CLONE };
 enum pl_state { SLOT_FREE, SLOT_QUEUED, SLOT_RUNNING, SLOT_DONE };
@@ -114,7 +114,7 @@ static int pl_fill(struct pl *p, struct vdk_err *e)
 	int r = vdk_image_extents(p->in, p->pos, p->in->size - p->pos, &p->x, e);
 	if (!r && p->x.n == 0)
 		r = vdk_err_set(e, VDK_E_IO, EPROTO, p->in->src->name, p->in->fmt->name, p->pos,
-				"internal error: no extents");
+		                "internal error: no extents");
 	return r;
 }
 
@@ -198,8 +198,8 @@ static void pl_work(struct pl *p, struct pl_slot *s)
 		struct pl_run *run = &s->runs[i];
 		run->enc.len = 0;
 		if (!run->zero)
-			s->rc = p->out->fmt->encode(p->out, s->buf + (run->off - s->off),
-						    run->len, run->off, &run->enc, &s->err);
+			s->rc = p->out->fmt->encode(p->out, s->buf + (run->off - s->off), run->len,
+			                            run->off, &run->enc, &s->err);
 	}
 }
 
@@ -274,15 +274,15 @@ static int pl_commit_data(struct pl *p, struct pl_slot *s, struct vdk_err *e)
 			r = p->out->fmt->write_encoded(p->out, &run->enc, run->off, run->len, e);
 		else
 			r = vdk_writer_write(p->out, s->buf + (run->off - s->off), run->len,
-					     run->off, e);
+			                     run->off, e);
 	}
 	return r;
 }
 
 /* Copy [off, off+len) through user space on the main thread (after a clone
  * was refused, or to hash what was cloned). write=false: hash only. */
-static int pl_copy_inline(struct pl *p, struct pl_slot *tmp, uint64_t off, uint64_t len,
-			  bool write, struct vdk_err *e)
+static int pl_copy_inline(struct pl *p, struct pl_slot *tmp, uint64_t off, uint64_t len, bool write,
+                          struct vdk_err *e)
 {
 	for (uint64_t o = 0; o < len; o += p->chunk) {
 		tmp->off = off + o;
@@ -313,7 +313,7 @@ static int pl_commit_clone(struct pl *p, struct pl_slot *s, struct vdk_err *e)
 		else
 			p->st->offloaded += s->len;
 		return p->md ? pl_copy_inline(p, &p->slots[p->nslots], s->off, s->len, false, e)
-			     : 0;
+		             : 0;
 	}
 	/* -EOPNOTSUPP with no error recorded is a polite "copy it instead";
 	 * with one (--clone=always) it is the failure to report. */
@@ -364,10 +364,10 @@ static int pl_setup(struct pl *p, struct vdk_err *e)
 	if (o->min_sparse)
 		p->g = VDK_MAX(p->g, pl_pow2_ceil(o->min_sparse));
 	p->detect_zero = o->min_sparse != 0;
-	p->chunk = (uint32_t)VDK_MAX(vdk_round_up(o->chunk ? o->chunk : PL_DEFAULT_CHUNK, p->g),
-				     p->g);
-	p->clone_ok = o->clone != VDK_CLONE_NEVER && (p->out->caps & VDK_WCAP_CLONE) &&
-		      p->out->fmt->clone;
+	p->chunk =
+	    (uint32_t)VDK_MAX(vdk_round_up(o->chunk ? o->chunk : PL_DEFAULT_CHUNK, p->g), p->g);
+	p->clone_ok =
+	    o->clone != VDK_CLONE_NEVER && (p->out->caps & VDK_WCAP_CLONE) && p->out->fmt->clone;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned t = o->threads ? o->threads : (unsigned)(ncpu > 0 ? ncpu : 1);
 	p->nthreads = pl_chain_is_stream(p->in) ? 0 : VDK_MIN(t, (unsigned)PL_MAX_THREADS);
@@ -456,7 +456,7 @@ static int pl_run(struct pl *p, struct vdk_err *e)
 	while (p->pos < p->in->size || p->count) {
 		if (p->o->cancel && *p->o->cancel)
 			return vdk_err_set(e, VDK_E_IO, ECANCELED, NULL, NULL, VDK_NO_OFFSET,
-					   "interrupted");
+			                   "interrupted");
 		int r = pl_produce(p, e);
 		if (r)
 			return r;
@@ -476,7 +476,7 @@ static int pl_run(struct pl *p, struct vdk_err *e)
 }
 
 int vdk_convert(struct vdk_image *in, struct vdk_writer *out, const struct vdk_convert_opts *o,
-		struct vdk_convert_stats *st, struct vdk_err *e)
+                struct vdk_convert_stats *st, struct vdk_err *e)
 {
 	struct vdk_convert_opts defaults;
 	if (!o) {
@@ -486,7 +486,7 @@ int vdk_convert(struct vdk_image *in, struct vdk_writer *out, const struct vdk_c
 	memset(st, 0, sizeof(*st));
 	if (out->size < in->size)
 		return vdk_err_set(e, VDK_E_USAGE, EINVAL, out->sink->name, out->fmt->name,
-				   VDK_NO_OFFSET, "output is smaller than the input");
+		                   VDK_NO_OFFSET, "output is smaller than the input");
 	struct pl p = {.in = in, .out = out, .o = o, .st = st};
 	int r = pl_setup(&p, e);
 	if (!r)

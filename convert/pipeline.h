@@ -21,7 +21,7 @@ struct vdk_convert_opts {
 	 * sparse, like qemu-img -S. 0: no detection. Default 4096. */
 	uint64_t min_sparse;
 	unsigned threads; /* 0: one per CPU, at most 8 */
-	uint32_t chunk; /* bytes per work item, default 2 MiB */
+	uint32_t chunk;   /* bytes per work item, default 2 MiB */
 	/* Hash the virtual content as it passes (vdk_digest). */
 	bool digest;
 	void (*progress)(void *ctx, const struct vdk_progress *p);
@@ -32,28 +32,28 @@ struct vdk_convert_opts {
 #define VDK_DIGEST_MAX 32
 
 struct vdk_convert_stats {
-	uint64_t cloned; /* bytes shared with FICLONERANGE */
+	uint64_t cloned;    /* bytes shared with FICLONERANGE */
 	uint64_t offloaded; /* bytes copied by copy_file_range */
-	uint64_t copied; /* bytes read and written */
-	uint64_t sparse; /* bytes left as holes/zeroes */
+	uint64_t copied;    /* bytes read and written */
+	uint64_t sparse;    /* bytes left as holes/zeroes */
 	uint8_t digest[VDK_DIGEST_MAX];
 };
 
 void vdk_convert_opts_init(struct vdk_convert_opts *o);
 int vdk_convert(struct vdk_image *in, struct vdk_writer *out, const struct vdk_convert_opts *o,
-		struct vdk_convert_stats *st, struct vdk_err *e);
+                struct vdk_convert_stats *st, struct vdk_err *e);
 
 /* The content digest: SHA-256 over (le64 offset, block) for every 4 KiB
  * block of the virtual disk that is not all zero, then le64 virtual size.
  * It depends only on the content, not on how zeroes are stored, and costs
  * nothing for holes, so an 8 TiB sparse disk hashes in no time. */
 int vdk_image_digest(struct vdk_image *img, unsigned threads, uint8_t out[VDK_DIGEST_MAX],
-		     struct vdk_err *e);
+                     struct vdk_err *e);
 
 /* First offset where a and b differ (reading both through their readers);
  * sizes that differ compare the tail against zero, like qemu-img compare.
  * Returns 0 and *differ=false when equal. */
 int vdk_compare(struct vdk_image *a, struct vdk_image *b, bool *differ, uint64_t *first,
-		struct vdk_err *e);
+                struct vdk_err *e);
 
 #endif

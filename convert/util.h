@@ -8,8 +8,8 @@
 #include <stdint.h>
 
 #define VDK_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define VDK_MIN(a, b) ((a) < (b) ? (a) : (b))
-#define VDK_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define VDK_MIN(a, b)     ((a) < (b) ? (a) : (b))
+#define VDK_MAX(a, b)     ((a) > (b) ? (a) : (b))
 
 static inline uint16_t vdk_le16(const uint8_t *p)
 {

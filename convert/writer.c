@@ -6,15 +6,15 @@
 #include "util.h"
 
 int vdk_writer_create(const struct vdk_format *fmt, struct vdk_sink *sink, uint64_t size,
-		      struct vdk_opts *opts, const struct vdk_image *source,
-		      struct vdk_writer **out, struct vdk_err *e)
+                      struct vdk_opts *opts, const struct vdk_image *source,
+                      struct vdk_writer **out, struct vdk_err *e)
 {
 	if (!fmt->create)
 		return vdk_err_set(e, VDK_E_USAGE, ENOTSUP, sink->name, fmt->name, VDK_NO_OFFSET,
-				   "this format can be read but not written");
+		                   "this format can be read but not written");
 	if ((sink->flags & VDK_SINK_SEQUENTIAL) && !(fmt->wcaps & VDK_WCAP_SEQUENTIAL))
 		return vdk_err_set(e, VDK_E_USAGE, ESPIPE, sink->name, fmt->name, VDK_NO_OFFSET,
-				   "this format cannot be written to a stream");
+		                   "this format cannot be written to a stream");
 	static struct vdk_opts no_opts;
 	struct vdk_writer *w = calloc(1, sizeof(*w));
 	if (!w || (fmt->wstate_size && !(w->state = calloc(1, fmt->wstate_size)))) {
@@ -31,10 +31,10 @@ int vdk_writer_create(const struct vdk_format *fmt, struct vdk_sink *sink, uint6
 	int r = fmt->create(w, e);
 	if (!r)
 		r = vdk_opts_check_unused(w->opts, fmt->name, e);
-	if (!r && (!vdk_is_pow2(w->granularity) || w->granularity < 512 ||
-		   w->granularity > (32u << 20)))
+	if (!r &&
+	    (!vdk_is_pow2(w->granularity) || w->granularity < 512 || w->granularity > (32u << 20)))
 		r = vdk_err_set(e, VDK_E_IO, EPROTO, sink->name, fmt->name, VDK_NO_OFFSET,
-				"internal error: bad writer granularity %u", w->granularity);
+		                "internal error: bad writer granularity %u", w->granularity);
 	if (r) {
 		vdk_writer_close(w);
 		return r;
@@ -44,11 +44,11 @@ int vdk_writer_create(const struct vdk_format *fmt, struct vdk_sink *sink, uint6
 }
 
 int vdk_writer_write(struct vdk_writer *w, const void *buf, size_t len, uint64_t off,
-		     struct vdk_err *e)
+                     struct vdk_err *e)
 {
 	if (!vdk_range_ok(off, len, w->size))
 		return vdk_err_set(e, VDK_E_IO, EINVAL, w->sink->name, w->fmt->name, off,
-				   "write past the end of the virtual disk");
+		                   "write past the end of the virtual disk");
 	return w->fmt->write(w, buf, len, off, e);
 }
 
@@ -56,7 +56,7 @@ int vdk_writer_zero(struct vdk_writer *w, uint64_t off, uint64_t len, struct vdk
 {
 	if (!vdk_range_ok(off, len, w->size))
 		return vdk_err_set(e, VDK_E_IO, EINVAL, w->sink->name, w->fmt->name, off,
-				   "write past the end of the virtual disk");
+		                   "write past the end of the virtual disk");
 	if (w->fmt->write_zeroes)
 		return w->fmt->write_zeroes(w, off, len, e);
 	size_t bufsz = (size_t)VDK_MIN(len, (uint64_t)1 << 20);

@@ -21,7 +21,7 @@ static int raw_open(struct vdk_image *img, struct vdk_err *e)
 {
 	if (img->src->size == VDK_SIZE_UNKNOWN)
 		return vdk_err_set(e, VDK_E_USAGE, ESPIPE, img->src->name, "raw", VDK_NO_OFFSET,
-				   "a raw image read from a stream needs a known size");
+		                   "a raw image read from a stream needs a known size");
 	/* qemu-img counts in 512-byte sectors: a file of 1000 bytes is a disk of
 	 * 1024 whose tail reads as zeroes. Match it, so sizes and digests agree. */
 	if (img->src->size > UINT64_MAX - 511)
@@ -40,8 +40,8 @@ static int64_t raw_seek(const struct vdk_src *s, uint64_t off, int whence)
 	return (int64_t)((uint64_t)r - s->fd_off);
 }
 
-static int raw_extents(struct vdk_image *img, uint64_t off, uint64_t len,
-		       struct vdk_extents *out, struct vdk_err *e)
+static int raw_extents(struct vdk_image *img, uint64_t off, uint64_t len, struct vdk_extents *out,
+                       struct vdk_err *e)
 {
 	struct vdk_src *s = img->src;
 	uint64_t end = off + len;
@@ -49,8 +49,8 @@ static int raw_extents(struct vdk_image *img, uint64_t off, uint64_t len,
 		/* The sub-sector tail past the end of the file. */
 		if (off >= s->size)
 			return vdk_extents_add(out, off, len, VDK_EXT_ZERO, -1, 0)
-				       ? vdk_ioerr(e, ENOMEM, s->name, "out of memory")
-				       : 0;
+			           ? vdk_ioerr(e, ENOMEM, s->name, "out of memory")
+			           : 0;
 		end = s->size;
 	}
 	while (off < end && !vdk_extents_full(out)) {
@@ -77,8 +77,7 @@ static int raw_extents(struct vdk_image *img, uint64_t off, uint64_t len,
 	return 0;
 }
 
-static int raw_pread(struct vdk_image *img, void *buf, size_t len, uint64_t off,
-		     struct vdk_err *e)
+static int raw_pread(struct vdk_image *img, void *buf, size_t len, uint64_t off, struct vdk_err *e)
 {
 	uint64_t fsize = img->src->size;
 	size_t n = off >= fsize ? 0 : (size_t)VDK_MIN((uint64_t)len, fsize - off);
@@ -100,7 +99,7 @@ static int raw_create(struct vdk_writer *w, struct vdk_err *e)
 }
 
 static int raw_write(struct vdk_writer *w, const void *buf, size_t len, uint64_t off,
-		     struct vdk_err *e)
+                     struct vdk_err *e)
 {
 	return vdk_sink_pwrite(w->sink, buf, len, off, e);
 }
@@ -110,8 +109,8 @@ static int raw_write_zeroes(struct vdk_writer *w, uint64_t off, uint64_t len, st
 	return vdk_sink_zero(w->sink, off, len, e);
 }
 
-static int raw_clone(struct vdk_writer *w, uint64_t off, uint64_t len, int src_fd,
-		     uint64_t src_off, enum vdk_clone_mode mode, struct vdk_err *e)
+static int raw_clone(struct vdk_writer *w, uint64_t off, uint64_t len, int src_fd, uint64_t src_off,
+                     enum vdk_clone_mode mode, struct vdk_err *e)
 {
 	return vdk_sink_clone(w->sink, off, src_fd, src_off, len, mode, e);
 }
@@ -122,16 +121,16 @@ static int raw_finalize(struct vdk_writer *w, struct vdk_err *e)
 }
 
 const struct vdk_format vdk_format_raw = {
-	.name = "raw",
-	.description = "raw disk image (holes kept sparse)",
-	.probe = raw_probe,
-	.open = raw_open,
-	.extents = raw_extents,
-	.pread = raw_pread,
-	.wcaps = VDK_WCAP_SEQUENTIAL | VDK_WCAP_ZEROED | VDK_WCAP_CLONE,
-	.create = raw_create,
-	.write = raw_write,
-	.write_zeroes = raw_write_zeroes,
-	.clone = raw_clone,
-	.finalize = raw_finalize,
+    .name = "raw",
+    .description = "raw disk image (holes kept sparse)",
+    .probe = raw_probe,
+    .open = raw_open,
+    .extents = raw_extents,
+    .pread = raw_pread,
+    .wcaps = VDK_WCAP_SEQUENTIAL | VDK_WCAP_ZEROED | VDK_WCAP_CLONE,
+    .create = raw_create,
+    .write = raw_write,
+    .write_zeroes = raw_write_zeroes,
+    .clone = raw_clone,
+    .finalize = raw_finalize,
 };

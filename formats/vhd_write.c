@@ -306,7 +306,6 @@ static int vhdw_classify(int fd, uint64_t sz, enum vhdw_tail *t)
 	return 0;
 }
 
-
 /* Rename without ever replacing a file; a rerun after a crash between
  * link and unlink finds both names on one inode and finishes. */
 static int vhdw_rename(const char *from, const char *to, struct vdk_err *e)

@@ -35,8 +35,8 @@ static void gen_random(uint8_t *p, size_t n)
 
 static void gen_text(uint8_t *p, size_t n, uint64_t region)
 {
-	static const char *const words[] = {"virtual ", "disk ", "extent ", "grain ",
-					    "cluster ", "block ", "sector ", "vdkit "};
+	static const char *const words[] = {"virtual ", "disk ",  "extent ", "grain ",
+	                                    "cluster ", "block ", "sector ", "vdkit "};
 	size_t i = 0;
 	int line = snprintf((char *)p, n, "region %llu: ", (unsigned long long)region);
 	i = line > 0 ? (size_t)line : 0;
@@ -75,7 +75,8 @@ int main(int argc, char **argv)
 			return 2;
 	}
 	if (argc - optind < 2) {
-		fprintf(stderr, "usage: vdk-gen [-d PCT] [-k pattern|random|text] FILE SIZE [SEED]\n");
+		fprintf(stderr,
+		        "usage: vdk-gen [-d PCT] [-k pattern|random|text] FILE SIZE [SEED]\n");
 		return 2;
 	}
 	const char *path = argv[optind];
@@ -91,7 +92,8 @@ int main(int argc, char **argv)
 		size_t n = size - off < REGION ? (size_t)(size - off) : REGION;
 		unsigned roll = (unsigned)(gen_next() % 100);
 		int r = 0;
-		if (!strcmp(kind, "random") || (!strcmp(kind, "pattern") && roll < (unsigned)pct / 2)) {
+		if (!strcmp(kind, "random") ||
+		    (!strcmp(kind, "pattern") && roll < (unsigned)pct / 2)) {
 			gen_random(buf, n);
 			r = gen_write(fd, buf, n, off);
 		} else if (!strcmp(kind, "text") || roll < (unsigned)pct) {

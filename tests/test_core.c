@@ -64,8 +64,8 @@ static void test_extents(void)
 {
 	struct vdk_extents x = {0};
 	vdk_extents_add(&x, 0, 4096, 0, 3, 8192);
-	vdk_extents_add(&x, 4096, 4096, 0, 3, 12288); /* continues verbatim run */
-	vdk_extents_add(&x, 8192, 4096, 0, 3, 0); /* jumps: new extent */
+	vdk_extents_add(&x, 4096, 4096, 0, 3, 12288);        /* continues verbatim run */
+	vdk_extents_add(&x, 8192, 4096, 0, 3, 0);            /* jumps: new extent */
 	vdk_extents_add(&x, 12288, 100, VDK_EXT_ZERO, 3, 5); /* zero: location dropped */
 	CHECK(x.n == 3 && x.v[0].len == 8192, "contiguous verbatim extents merge");
 	CHECK(x.v[2].fd == -1, "zero extents carry no location");
@@ -253,7 +253,7 @@ static void test_raw_sector_tail(void)
 	CHECK(img && img->size == 1024, "raw size rounds up to a sector, as qemu-img does");
 	uint8_t r[1024];
 	CHECK(img && vdk_image_pread(img, r, 1024, 0, &e) == 0 && r[999] == 0xab && r[1000] == 0 &&
-		      r[1023] == 0,
+	          r[1023] == 0,
 	      "the tail past the file reads as zeroes");
 	vdk_image_close(img);
 }

@@ -75,7 +75,11 @@ const char *cli_human(uint64_t bytes, char *buf, size_t len)
 	if (u == 0)
 		snprintf(buf, len, "%" PRIu64 " B", bytes);
 	else
-		snprintf(buf, len, v < 10 ? "%.2f %s" : v < 100 ? "%.1f %s" : "%.0f %s", v, units[u]);
+		snprintf(buf, len,
+		         v < 10    ? "%.2f %s"
+		         : v < 100 ? "%.1f %s"
+		                   : "%.0f %s",
+		         v, units[u]);
 	return buf;
 }
 
@@ -95,8 +99,9 @@ static void cli_progress_cb(void *ctx, const struct vdk_progress *p)
 		return;
 	cp->last_pct = pct;
 	if (cp->json)
-		fprintf(stderr, "{\"done\": %" PRIu64 ", \"total\": %" PRIu64 ", \"percent\": %d}\n",
-			p->done, p->total, pct);
+		fprintf(stderr,
+		        "{\"done\": %" PRIu64 ", \"total\": %" PRIu64 ", \"percent\": %d}\n",
+		        p->done, p->total, pct);
 	if (cp->bar)
 		fprintf(stderr, "\r    (%d.00/100%%)", pct);
 	fflush(stderr);
@@ -124,8 +129,7 @@ static bool cli_same_file(const char *a, const char *b)
 }
 
 /* Re-read the finished output through its own reader and compare digests. */
-static int cli_job_verify(struct cli_job *j, const struct vdk_convert_stats *st,
-			  struct vdk_err *e)
+static int cli_job_verify(struct cli_job *j, const struct vdk_convert_stats *st, struct vdk_err *e)
 {
 	struct vdk_image *img;
 	int r = vdk_image_open_path(j->dst, j->dst_fmt, &j->open, &img, e);
@@ -136,25 +140,24 @@ static int cli_job_verify(struct cli_job *j, const struct vdk_convert_stats *st,
 	vdk_image_close(img);
 	if (!r && memcmp(d, st->digest, VDK_DIGEST_MAX) != 0)
 		r = vdk_err_set(e, VDK_E_DIFFER, EIO, j->dst, j->dst_fmt, VDK_NO_OFFSET,
-				"verification failed: the output's content differs from the "
-				"source's");
+		                "verification failed: the output's content differs from the "
+		                "source's");
 	return r;
 }
 
 static int cli_job_convert(struct cli_job *j, struct vdk_image *in, struct vdk_sink *sink,
-			   struct vdk_convert_stats *st, struct vdk_err *e)
+                           struct vdk_convert_stats *st, struct vdk_err *e)
 {
 	const struct vdk_format *fmt = vdk_format_find(j->dst_fmt);
 	if (!fmt)
 		return vdk_err_set(e, VDK_E_USAGE, EINVAL, NULL, NULL, VDK_NO_OFFSET,
-				   "unknown output format '%s'", j->dst_fmt);
+		                   "unknown output format '%s'", j->dst_fmt);
 	struct vdk_writer *w;
 	int r = vdk_writer_create(fmt, sink, in->size, &j->opts, in, &w, e);
 	if (r)
 		return r;
-	struct cli_progress cp = {.json = j->progress_json,
-				  .bar = j->progress && isatty(2),
-				  .last_pct = -1};
+	struct cli_progress cp = {
+	    .json = j->progress_json, .bar = j->progress && isatty(2), .last_pct = -1};
 	struct vdk_convert_opts o = j->conv;
 	o.digest = o.digest || j->verify;
 	o.cancel = &cli_cancel;
@@ -176,14 +179,14 @@ int cli_job_run(struct cli_job *j, struct vdk_convert_stats *st, struct vdk_err 
 	bool to_stdout = !strcmp(j->dst, "-");
 	if (!to_stdout && cli_same_file(j->src, j->dst))
 		return vdk_err_set(e, VDK_E_USAGE, EEXIST, j->dst, NULL, VDK_NO_OFFSET,
-				   "output is the input file: refused");
+		                   "output is the input file: refused");
 	struct vdk_image *in;
 	int r = vdk_image_open_path(j->src, j->src_fmt, &j->open, &in, e);
 	if (r)
 		return r;
 	struct vdk_sink *sink;
 	r = to_stdout ? vdk_sink_open_stream(1, "(stdout)", &sink, e)
-		      : vdk_sink_create_file(j->dst, &sink, e);
+	              : vdk_sink_create_file(j->dst, &sink, e);
 	if (!r) {
 		r = cli_job_convert(j, in, sink, st, e);
 		vdk_sink_close(sink); /* removes the temporary output unless committed */

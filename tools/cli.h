@@ -33,8 +33,8 @@ struct cli_job {
 	struct vdk_open_opts open;
 	struct vdk_convert_opts conv;
 	bool verify;
-	bool in_place; /* --in-place: rewrite the source itself */
-	bool progress; /* -p: a bar on stderr */
+	bool in_place;      /* --in-place: rewrite the source itself */
+	bool progress;      /* -p: a bar on stderr */
 	bool progress_json; /* --progress=json: JSON lines on stderr */
 };
 void cli_job_init(struct cli_job *j);
@@ -69,11 +69,13 @@ enum {
 	CLI_OPT_BACKING_FMT,
 	CLI_OPT_IN_PLACE,
 };
-#define CLI_OPEN_LONGOPTS                                                   \
-	{"allow-dir", required_argument, NULL, CLI_OPT_ALLOW_DIR},          \
-		{"allow-any-path", no_argument, NULL, CLI_OPT_ALLOW_ANY},  \
-		{"force", no_argument, NULL, CLI_OPT_FORCE},                \
-		{"backing-format", required_argument, NULL, CLI_OPT_BACKING_FMT}
+#define CLI_OPEN_LONGOPTS                                                                          \
+	{"allow-dir", required_argument, NULL, CLI_OPT_ALLOW_DIR},                                 \
+	    {"allow-any-path", no_argument, NULL, CLI_OPT_ALLOW_ANY},                              \
+	    {"force", no_argument, NULL, CLI_OPT_FORCE},                                           \
+	{                                                                                          \
+		"backing-format", required_argument, NULL, CLI_OPT_BACKING_FMT                     \
+	}
 /* Handles the CLI_OPEN_LONGOPTS; returns 1 if c was one of them. */
 int cli_open_opt(int c, const char *arg, struct vdk_open_opts *o);
 /* --output=json|human; returns 0, or CLI_USAGE after printing. */

@@ -13,9 +13,9 @@ static void convert_report(const struct cli_job *j, const struct vdk_convert_sta
 {
 	char a[32], b[32], c[32], d[32];
 	fprintf(stderr, "%s: %s -> %s: %s cloned, %s offloaded, %s copied, %s left sparse%s\n",
-		cli_prog, j->src, j->dst, cli_human(st->cloned, a, sizeof(a)),
-		cli_human(st->offloaded, b, sizeof(b)), cli_human(st->copied, c, sizeof(c)),
-		cli_human(st->sparse, d, sizeof(d)), j->verify ? ", verified" : "");
+	        cli_prog, j->src, j->dst, cli_human(st->cloned, a, sizeof(a)),
+	        cli_human(st->offloaded, b, sizeof(b)), cli_human(st->copied, c, sizeof(c)),
+	        cli_human(st->sparse, d, sizeof(d)), j->verify ? ", verified" : "");
 }
 
 /* Options of convert that map to pipeline or job settings. */
@@ -24,12 +24,22 @@ static int convert_opt(struct cli_job *j, int c, const char *arg, bool *quiet)
 	struct vdk_err e = {0};
 	uint64_t v;
 	switch (c) {
-	case 'f': j->src_fmt = arg; return 0;
-	case 'O': j->dst_fmt = arg; return 0;
-	case 'o': return vdk_opts_parse(&j->opts, arg, &e) ? cli_fail(&e) : 0;
-	case 'c': return vdk_opts_set(&j->opts, "compress", "on", &e) ? cli_fail(&e) : 0;
-	case 'p': j->progress = true; return 0;
-	case 'q': *quiet = true; return 0;
+	case 'f':
+		j->src_fmt = arg;
+		return 0;
+	case 'O':
+		j->dst_fmt = arg;
+		return 0;
+	case 'o':
+		return vdk_opts_parse(&j->opts, arg, &e) ? cli_fail(&e) : 0;
+	case 'c':
+		return vdk_opts_set(&j->opts, "compress", "on", &e) ? cli_fail(&e) : 0;
+	case 'p':
+		j->progress = true;
+		return 0;
+	case 'q':
+		*quiet = true;
+		return 0;
 	case 'S':
 		if (vdk_parse_size(arg, &v))
 			return cli_usage("-S: bad size '%s'", arg);
@@ -37,10 +47,14 @@ static int convert_opt(struct cli_job *j, int c, const char *arg, bool *quiet)
 		return 0;
 	case CLI_OPT_CLONE:
 		return cli_parse_clone(arg, &j->conv.clone)
-			       ? cli_usage("--clone must be auto, always or never")
-			       : 0;
-	case CLI_OPT_VERIFY: j->verify = true; return 0;
-	case CLI_OPT_IN_PLACE: j->in_place = true; return 0;
+		           ? cli_usage("--clone must be auto, always or never")
+		           : 0;
+	case CLI_OPT_VERIFY:
+		j->verify = true;
+		return 0;
+	case CLI_OPT_IN_PLACE:
+		j->in_place = true;
+		return 0;
 	case CLI_OPT_THREADS:
 		j->conv.threads = (unsigned)atoi(arg);
 		return 0;
@@ -65,28 +79,29 @@ static int convert_in_place(struct cli_job *j, int nargs, char **args)
 		return cli_usage("convert --in-place needs FILE [NEW-NAME]");
 	if (vdk_opts_get_bool(&j->opts, "azure", false, &azure, &e))
 		return cli_fail(&e);
-	if (!j->src_fmt || strcmp(j->src_fmt, "raw") || (strcmp(fmt, "vpc") && strcmp(fmt, "vhd")) ||
-	    !azure || vdk_opts_check_unused(&j->opts, "vpc", &e) || j->verify)
+	if (!j->src_fmt || strcmp(j->src_fmt, "raw") ||
+	    (strcmp(fmt, "vpc") && strcmp(fmt, "vhd")) || !azure ||
+	    vdk_opts_check_unused(&j->opts, "vpc", &e) || j->verify)
 		return cli_usage("--in-place supports -f raw -O vpc -o azure=on only");
 	int r = vdk_vhd_inplace_azure(args[0], nargs == 2 ? args[1] : NULL, &e);
 	if (r < 0)
 		return cli_fail(&e);
 	fprintf(stderr, "%s: %s: %s\n", cli_prog, nargs == 2 ? args[1] : args[0],
-		r == 1 ? "already an Azure fixed VHD; left as it is"
-		       : "now an Azure fixed VHD (footer appended in place, nothing copied)");
+	        r == 1 ? "already an Azure fixed VHD; left as it is"
+	               : "now an Azure fixed VHD (footer appended in place, nothing copied)");
 	return CLI_OK;
 }
 
 int cmd_convert(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{"clone", required_argument, NULL, CLI_OPT_CLONE},
-		{"verify", no_argument, NULL, CLI_OPT_VERIFY},
-		{"progress", required_argument, NULL, CLI_OPT_PROGRESS},
-		{"threads", required_argument, NULL, CLI_OPT_THREADS},
-		{"in-place", no_argument, NULL, CLI_OPT_IN_PLACE},
-		CLI_OPEN_LONGOPTS,
-		{NULL, 0, NULL, 0},
+	    {"clone", required_argument, NULL, CLI_OPT_CLONE},
+	    {"verify", no_argument, NULL, CLI_OPT_VERIFY},
+	    {"progress", required_argument, NULL, CLI_OPT_PROGRESS},
+	    {"threads", required_argument, NULL, CLI_OPT_THREADS},
+	    {"in-place", no_argument, NULL, CLI_OPT_IN_PLACE},
+	    CLI_OPEN_LONGOPTS,
+	    {NULL, 0, NULL, 0},
 	};
 	struct cli_job j;
 	cli_job_init(&j);

@@ -20,10 +20,10 @@ struct image_args {
 static int image_args(int argc, char **argv, bool allow_repair, struct image_args *a)
 {
 	static const struct option lo[] = {
-		{"format", required_argument, NULL, 'f'},
-		{"output", required_argument, NULL, CLI_OPT_OUTPUT},
-		CLI_OPEN_LONGOPTS,
-		{NULL, 0, NULL, 0},
+	    {"format", required_argument, NULL, 'f'},
+	    {"output", required_argument, NULL, CLI_OPT_OUTPUT},
+	    CLI_OPEN_LONGOPTS,
+	    {NULL, 0, NULL, 0},
 	};
 	memset(a, 0, sizeof(*a));
 	int c;
@@ -69,8 +69,8 @@ static void info_human(const struct vdk_json *j)
 	for (; snap; snap = vdk_json_next(snap)) {
 		uint64_t vms = 0;
 		vdk_json_get_u64(snap, "vm-state-size", &vms);
-		printf("%-10s%-18s%s\n", vdk_json_get_str(snap, "id"), vdk_json_get_str(snap, "name"),
-		       cli_human(vms, b1, sizeof(b1)));
+		printf("%-10s%-18s%s\n", vdk_json_get_str(snap, "id"),
+		       vdk_json_get_str(snap, "name"), cli_human(vms, b1, sizeof(b1)));
 	}
 	const struct vdk_json *fs = vdk_json_get(j, "format-specific");
 	const struct vdk_json *data = vdk_json_get(fs, "data");
@@ -184,7 +184,7 @@ int cmd_check(int argc, char **argv)
 		r = img->fmt->check(img, &res, a.repair, &e);
 	else if (a.repair)
 		r = vdk_err_set(&e, VDK_E_USAGE, ENOTSUP, a.path, img->fmt->name, VDK_NO_OFFSET,
-				"this format has nothing to repair");
+		                "this format has nothing to repair");
 	if (!r)
 		r = check_walk(img, &e);
 	const char *fmt = img->fmt->name;

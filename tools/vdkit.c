@@ -9,30 +9,30 @@ static const struct {
 	int (*fn)(int, char **);
 	const char *usage;
 } verbs[] = {
-	{"info", cmd_info, "info [-f FMT] [--output=json] IMAGE"},
-	{"check", cmd_check, "check [-f FMT] [--output=json] [-r] IMAGE"},
-	{"convert", cmd_convert,
-	 "convert [-f FMT] [-O FMT] [-o OPTS] [-c] [-p] [--progress=json] [-S SIZE]\n"
-	 "                [--clone=auto|always|never] [--verify] [--threads N] SRC DST\n"
-	 "  vdkit convert --in-place -f raw -O vpc -o azure=on FILE [NEW-NAME]"},
-	{"compare", cmd_compare, "compare [-f FMT] [-F FMT] [-q] A B"},
-	{"map", cmd_map, "map [-f FMT] [--output=json] IMAGE"},
-	{"ova", cmd_ova, "ova verify|list|unpack|pack|scan ...  (vdkit ova --help)"},
+    {"info", cmd_info, "info [-f FMT] [--output=json] IMAGE"},
+    {"check", cmd_check, "check [-f FMT] [--output=json] [-r] IMAGE"},
+    {"convert", cmd_convert,
+     "convert [-f FMT] [-O FMT] [-o OPTS] [-c] [-p] [--progress=json] [-S SIZE]\n"
+     "                [--clone=auto|always|never] [--verify] [--threads N] SRC DST\n"
+     "  vdkit convert --in-place -f raw -O vpc -o azure=on FILE [NEW-NAME]"},
+    {"compare", cmd_compare, "compare [-f FMT] [-F FMT] [-q] A B"},
+    {"map", cmd_map, "map [-f FMT] [--output=json] IMAGE"},
+    {"ova", cmd_ova, "ova verify|list|unpack|pack|scan ...  (vdkit ova --help)"},
 };
 
 static int usage(FILE *f, int code)
 {
 	fprintf(f, "vdkit: convert virtual disks (raw, vmdk, vhdx, qcow2, vpc) and OVA packages\n\n"
-		   "usage:\n");
+	           "usage:\n");
 	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
 		fprintf(f, "  vdkit %s\n", verbs[i].usage);
 	fprintf(f, "\nformats:");
 	for (const struct vdk_format *const *fm = vdk_formats; *fm; fm++)
 		fprintf(f, " %s", (*fm)->name);
 	fprintf(f, "\n\nimage options: --allow-dir DIR (let extents/backing files come from DIR),\n"
-		   "  --allow-any-path, --force (open despite a parent CID mismatch),\n"
-		   "  --backing-format FMT\n"
-		   "exit codes: 0 ok, 1 bad input or images differ, 2 usage, 3 I/O failure\n");
+	           "  --allow-any-path, --force (open despite a parent CID mismatch),\n"
+	           "  --backing-format FMT\n"
+	           "exit codes: 0 ok, 1 bad input or images differ, 2 usage, 3 I/O failure\n");
 	return code;
 }
 
