@@ -33,7 +33,7 @@ REPLAY_BIN := $(FUZZ_SRC:fuzz/fuzz_%.c=fuzz/bin/replay_%)
 FUZZ_BIN := $(FUZZ_SRC:fuzz/fuzz_%.c=fuzz/bin/fuzz_%)
 ASAN_OBJ := $(LIB_SRC:%.c=obj-asan/%.o)
 FUZZ_OBJ := $(LIB_SRC:%.c=obj-fuzz/%.o)
-PROGS := bin/vdkit bin/vdk-gen $(if $(wildcard tools/vmdk2vhdx.c),bin/vmdk2vhdx)
+PROGS := bin/vdkit bin/vdk-gen bin/vdk-rawsha $(if $(wildcard tools/vmdk2vhdx.c),bin/vmdk2vhdx)
 
 .PHONY: all deps test-deps check demo fuzz bench install clean format
 all: $(PROGS)
@@ -56,6 +56,9 @@ bin/vdkit: obj/tools/vdkit.o $(TOOL_COMMON_OBJ) bin/libvdkit.a
 	@echo "  LD      $@"
 	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
 bin/vmdk2vhdx: obj/tools/vmdk2vhdx.o $(TOOL_COMMON_OBJ) bin/libvdkit.a
+	@echo "  LD      $@"
+	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
+bin/vdk-rawsha: obj/tests/rawsha.o bin/libvdkit.a
 	@echo "  LD      $@"
 	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
 bin/vdk-gen: obj/tests/gen.o
@@ -105,7 +108,7 @@ bench: all test-deps
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/vdkit
-	install -m 755 $(filter-out bin/vdk-gen,$(PROGS)) $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(filter-out bin/vdk-gen bin/vdk-rawsha,$(PROGS)) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 bin/libvdkit.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 convert/*.h $(DESTDIR)$(PREFIX)/include/vdkit/
 

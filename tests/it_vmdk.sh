@@ -189,10 +189,11 @@ if [ -d "$S" ]; then
 	while read -r f want; do
 		src="$S/$f"
 		case $f in *.bz2) bzcat "$src" >"$T/sample.vmdk"; src="$T/sample.vmdk" ;; esac
-		if [ "$want" = big ]; then
-			# 16 GiB, almost all zero: hashing it takes minutes, so prove
-			# equality with qemu's view (which the listed sha256 is of) by
-			# qemu-img compare, which skips holes on both sides.
+		if [ "$f" = qemu-iotests/iotest-version3.vmdk.bz2 ]; then
+			# 16 GiB, almost all zero: hash the raw view without writing it,
+			# and let qemu-img compare vdkit's raw output as well.
+			got=$("$TOP/bin/vdk-rawsha" "$src" vmdk)
+			[ "$got" = "$want" ] && pass "sample $f sha256 (raw view)" || fail "sample $f: $got"
 			"$VDKIT" convert -O raw "$src" "$T/sample.raw" >/dev/null 2>&1 &&
 				qemu-img compare -q -f vmdk -F raw "$src" "$T/sample.raw" &&
 				pass "sample $f identical to qemu's view" || fail "sample $f differs"
@@ -207,7 +208,7 @@ if [ -d "$S" ]; then
 		vmdk-rs/monolithicSparse.vmdk a3bcf05f07a1c06a3380eeca8571f0efb2b85afafa1e21662b8cad436d1f7727
 		vmdk-rs/twoGbMaxExtentSparse.vmdk a3bcf05f07a1c06a3380eeca8571f0efb2b85afafa1e21662b8cad436d1f7727
 		vmdk-rs/streamOptimizedWithMarkers.vmdk 92c0f8b4280377437056f57c51ef51a5f8aeb1462ac630ef0633febcbfc3db4e
-		qemu-iotests/iotest-version3.vmdk.bz2 big
+		qemu-iotests/iotest-version3.vmdk.bz2 0859bb3397bc1d30fa979c80a289ce98bfd6c1141a64594d6f3cc8cd68218faf
 		ovf/input.vmdk 49bc20df15e412a64472421e13fe86ff1c5165e18b2afccf160d4dc19fe68a14
 	EOF
 	bzcat "$S/qemu-iotests/afl9.vmdk.bz2" >"$T/afl9.vmdk"
