@@ -428,6 +428,16 @@ static void pl_teardown(struct pl *p)
 	EVP_MD_CTX_free(p->md);
 }
 
+/* Workers scan slot states under mu, so every change goes through it. */
+static void pl_set_state(struct pl *p, struct pl_slot *s, enum pl_state st)
+{
+	pthread_mutex_lock(&p->mu);
+	s->state = st;
+	if (st == SLOT_QUEUED)
+		pthread_cond_signal(&p->work_cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
 /* Fill free slots from the producer; queue DATA for the workers. */
 static int pl_produce(struct pl *p, struct vdk_err *e)
 {
@@ -440,13 +450,10 @@ static int pl_produce(struct pl *p, struct vdk_err *e)
 		if (s->kind != PL_DATA || !p->nthreads) {
 			if (s->kind == PL_DATA)
 				pl_work(p, s);
-			s->state = SLOT_DONE;
+			pl_set_state(p, s, SLOT_DONE);
 			continue;
 		}
-		pthread_mutex_lock(&p->mu);
-		s->state = SLOT_QUEUED;
-		pthread_cond_signal(&p->work_cv);
-		pthread_mutex_unlock(&p->mu);
+		pl_set_state(p, s, SLOT_QUEUED);
 	}
 	return 0;
 }
@@ -466,7 +473,7 @@ static int pl_run(struct pl *p, struct vdk_err *e)
 			pthread_cond_wait(&p->done_cv, &p->mu);
 		pthread_mutex_unlock(&p->mu);
 		r = pl_commit(p, s, e);
-		s->state = SLOT_FREE;
+		pl_set_state(p, s, SLOT_FREE);
 		p->head = (p->head + 1) % p->nslots;
 		p->count--;
 		if (r)

@@ -33,6 +33,8 @@
 /* Past this much remembered data, a gap nobody reads (padding, a region the
  * reader skips) is read and hashed so that memory stays bounded. */
 #define XF_STASH_SOFT (8u << 20)
+/* Bytes queued for the digest thread before readers wait for it. */
+#define XF_HQ_MAX (16u << 20)
 
 /* The verifying source ----------------------------------------------- */
 
@@ -62,6 +64,22 @@ struct xf_vsrc {
 	bool hashing;
 	int bad_part;    /* first part whose digest differed, or -1 */
 	uint64_t reread; /* bytes read only to be hashed (gaps) */
+	/* The digests run on their own thread: the workers inflating grains
+	 * only copy bytes into this queue (in file order, under mu), so the
+	 * serial SHA work overlaps with decompression instead of holding
+	 * the lock the other worker waits on. */
+	pthread_t hth;
+	bool hth_on, hstop;
+	pthread_cond_t hcv, hspace;
+	struct xf_hitem *qhead, *qtail;
+	size_t qbytes;
+	uint64_t hpos; /* digest thread: logical offset of its next byte */
+};
+
+struct xf_hitem {
+	struct xf_hitem *next;
+	size_t len;
+	uint8_t data[];
 };
 
 static int xf_read_parts(struct xf_vsrc *v, void *buf, size_t len, uint64_t off, struct vdk_err *e)
@@ -82,20 +100,20 @@ static int xf_read_parts(struct xf_vsrc *v, void *buf, size_t len, uint64_t off,
 	return 0;
 }
 
-/* Feed bytes at logical offset v->hashed to the parts' digests. */
-static void xf_feed(struct xf_vsrc *v, const uint8_t *buf, size_t len)
+/* Digest thread: feed bytes at logical offset v->hpos to the parts. */
+static void xf_digest(struct xf_vsrc *v, const uint8_t *buf, size_t len)
 {
 	for (size_t i = 0; i < v->nparts && len; i++) {
 		struct xf_part *pt = &v->parts[i];
-		if (v->hashed >= pt->start + pt->size)
+		if (v->hpos >= pt->start + pt->size)
 			continue;
-		size_t n = (size_t)VDK_MIN((uint64_t)len, pt->start + pt->size - v->hashed);
+		size_t n = (size_t)VDK_MIN((uint64_t)len, pt->start + pt->size - v->hpos);
 		if (pt->h)
 			ova_hash_update(pt->h, buf, n);
 		buf += n;
 		len -= n;
-		v->hashed += n;
-		if (v->hashed == pt->start + pt->size && pt->h && !pt->done) {
+		v->hpos += n;
+		if (v->hpos == pt->start + pt->size && pt->h && !pt->done) {
 			uint8_t d[OVA_DIGEST_MAX];
 			ova_hash_final(pt->h, d);
 			pt->done = true;
@@ -104,6 +122,67 @@ static void xf_feed(struct xf_vsrc *v, const uint8_t *buf, size_t len)
 				v->bad_part = (int)i;
 		}
 	}
+}
+
+static void *xf_digest_main(void *arg)
+{
+	struct xf_vsrc *v = arg;
+	pthread_mutex_lock(&v->mu);
+	for (;;) {
+		while (!v->qhead && !v->hstop)
+			pthread_cond_wait(&v->hcv, &v->mu);
+		struct xf_hitem *it = v->qhead;
+		if (!it)
+			break;
+		v->qhead = it->next;
+		if (!v->qhead)
+			v->qtail = NULL;
+		v->qbytes -= it->len;
+		pthread_cond_broadcast(&v->hspace);
+		pthread_mutex_unlock(&v->mu);
+		xf_digest(v, it->data, it->len);
+		free(it);
+		pthread_mutex_lock(&v->mu);
+	}
+	pthread_mutex_unlock(&v->mu);
+	return NULL;
+}
+
+/* Under mu: the bytes at v->hashed go to the digest thread, in order (or
+ * are hashed here when no thread could be started or memory is short). */
+static void xf_feed(struct xf_vsrc *v, const uint8_t *buf, size_t len)
+{
+	struct xf_hitem *it = v->hth_on ? malloc(sizeof(*it) + len) : NULL;
+	v->hashed += len;
+	if (!it) {
+		while (v->hth_on && v->qhead) /* keep the order */
+			pthread_cond_wait(&v->hspace, &v->mu);
+		xf_digest(v, buf, len);
+		return;
+	}
+	it->next = NULL;
+	it->len = len;
+	memcpy(it->data, buf, len);
+	if (v->qtail)
+		v->qtail->next = it;
+	else
+		v->qhead = it;
+	v->qtail = it;
+	v->qbytes += len;
+	pthread_cond_signal(&v->hcv);
+}
+
+/* Stop the digest thread once it has hashed everything queued. */
+static void xf_digest_join(struct xf_vsrc *v)
+{
+	if (!v->hth_on)
+		return;
+	pthread_mutex_lock(&v->mu);
+	v->hstop = true;
+	pthread_cond_broadcast(&v->hcv);
+	pthread_mutex_unlock(&v->mu);
+	pthread_join(v->hth, NULL);
+	v->hth_on = false;
 }
 
 /* Hash [v->hashed, to) by reading it (a gap nobody asked for). */
@@ -175,6 +254,8 @@ static int xf_pread(struct vdk_src *s, void *buf, size_t len, uint64_t off, stru
 	 * on each other's I/O, only on the (inherently serial) digest. */
 	int r = xf_read_parts(v, buf, len, off, e);
 	pthread_mutex_lock(&v->mu);
+	while (v->qbytes > XF_HQ_MAX) /* let the digest thread catch up */
+		pthread_cond_wait(&v->hspace, &v->mu);
 	if (r == 0 && off + len > v->hashed) {
 		if (off > v->hashed && off - v->hashed > XF_SMALL_GAP) {
 			xf_remember(v, buf, len, off);
@@ -198,6 +279,11 @@ static void xf_close(struct vdk_src *s)
 	struct xf_vsrc *v = s->priv;
 	if (!v)
 		return;
+	xf_digest_join(v);
+	for (struct xf_hitem *it = v->qhead, *next; it; it = next) {
+		next = it->next;
+		free(it);
+	}
 	for (size_t i = 0; i < v->nparts; i++) {
 		vdk_src_close(v->parts[i].src);
 		ova_hash_free(v->parts[i].h);
@@ -208,6 +294,8 @@ static void xf_close(struct vdk_src *s)
 	free(v->parts);
 	free(v->gap);
 	pthread_mutex_destroy(&v->mu);
+	pthread_cond_destroy(&v->hcv);
+	pthread_cond_destroy(&v->hspace);
 	free(v);
 }
 
@@ -227,6 +315,8 @@ static int xf_open(struct ova_pkg *p, const struct ova_file *f, bool verify, str
 		return vdk_ioerr(e, ENOMEM, f->href, "out of memory");
 	}
 	pthread_mutex_init(&v->mu, NULL);
+	pthread_cond_init(&v->hcv, NULL);
+	pthread_cond_init(&v->hspace, NULL);
 	v->bad_part = -1;
 	s->priv = v;
 	char label[OVA_NAME_MAX + 64];
@@ -268,6 +358,8 @@ static int xf_open(struct ova_pkg *p, const struct ova_file *f, bool verify, str
 	}
 	if (r == 0 && v->hashing && !(v->gap = malloc(XF_CHUNK)))
 		r = vdk_ioerr(e, ENOMEM, f->href, "out of memory");
+	if (r == 0 && v->hashing)
+		v->hth_on = pthread_create(&v->hth, NULL, xf_digest_main, v) == 0;
 	if (r < 0) {
 		vdk_src_close(s);
 		return r;
@@ -289,6 +381,7 @@ static int xf_finish(struct vdk_src *s, const char **bad, struct vdk_err *e)
 	pthread_mutex_lock(&v->mu);
 	int r = xf_drain(v, true, s->size, e);
 	pthread_mutex_unlock(&v->mu);
+	xf_digest_join(v);
 	if (r == 0 && v->bad_part >= 0)
 		*bad = v->parts[v->bad_part].want->name;
 
