@@ -132,21 +132,12 @@ struct sink_file {
 static int file_sink_pwrite(struct vdk_sink *k, const void *buf, size_t len, uint64_t off,
                             struct vdk_err *e)
 {
-	const uint8_t *p = buf;
-	size_t total = len;
-	while (len) {
-		ssize_t n = pwrite(k->fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return vdk_err_set(e, VDK_E_IO, n < 0 ? errno : ENOSPC, k->name, NULL, off,
-			                   "write failed: %s", strerror(n < 0 ? errno : ENOSPC));
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
+	int r = vdk_pwrite_full(k->fd, buf, len, off);
+	if (r)
+		return vdk_err_set(e, VDK_E_IO, -r, k->name, NULL, off, "write failed: %s",
+		                   strerror(-r));
 	struct sink_file *f = k->priv;
-	f->dirty += total;
+	f->dirty += len;
 	if (f->dirty >= SINK_WRITEBACK) {
 		/* Asynchronous: queue the dirty pages, do not wait for them. */
 		sync_file_range(k->fd, 0, 0, SYNC_FILE_RANGE_WRITE);

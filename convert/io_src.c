@@ -87,20 +87,12 @@ struct src_file {
 
 static int file_pread(struct vdk_src *s, void *buf, size_t len, uint64_t off, struct vdk_err *e)
 {
-	uint8_t *p = buf;
-	while (len) {
-		ssize_t n = pread(s->fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return vdk_err_set(e, VDK_E_IO, errno, s->name, NULL, off,
-			                   "read failed: %s", strerror(errno));
-		if (n == 0)
-			return vdk_bad(e, s->name, NULL, off, "unexpected end of file");
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
+	int r = vdk_pread_full(s->fd, buf, len, off);
+	if (r == -ENODATA)
+		return vdk_bad(e, s->name, NULL, off, "unexpected end of file");
+	if (r)
+		return vdk_err_set(e, VDK_E_IO, -r, s->name, NULL, off, "read failed: %s",
+		                   strerror(-r));
 	return 0;
 }
 

@@ -93,6 +93,12 @@ static inline uint64_t vdk_round_up(uint64_t v, uint64_t align)
 /* True when the whole buffer is zero bytes. */
 bool vdk_is_zero(const void *buf, size_t len);
 
+/* Whole-buffer pread/pwrite on a file descriptor, retrying EINTR and short
+ * transfers. 0, or a negative errno; -ENODATA when pread meets end of file,
+ * -ENOSPC when pwrite makes no progress. */
+int vdk_pread_full(int fd, void *buf, size_t len, uint64_t off);
+int vdk_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+
 /* CRC-32C (Castagnoli), SSE4.2 when the CPU has it (VHDX). */
 uint32_t vdk_crc32c(uint32_t crc, const void *buf, size_t len);
 

@@ -498,9 +498,9 @@ static int xf_gunzip(struct vdk_src *in, int fd, uint64_t limit, struct vdk_err 
 		size_t got = XF_CHUNK - z.avail_out;
 		if (r == 0 && (outlen += got) > limit)
 			r = vdk_bad(e, in->name, "gzip", off, "inflates past the disk's capacity");
-		if (r == 0 && got && pwrite(fd, ob, got, (off_t)(outlen - got)) != (ssize_t)got)
-			r = vdk_ioerr(e, errno ? errno : EIO, in->name, "cannot write: %s",
-			              strerror(errno));
+		int wr = r == 0 && got ? vdk_pwrite_full(fd, ob, got, outlen - got) : 0;
+		if (wr)
+			r = vdk_ioerr(e, -wr, in->name, "cannot write: %s", strerror(-wr));
 	}
 	inflateEnd(&z);
 	free(ib);

@@ -250,36 +250,6 @@ void vdk_vhd_wclose(struct vdk_writer *w)
 
 /* In-place Azure conversion ------------------------------------------------ */
 
-static int vhdw_pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off)
-{
-	while (n) {
-		ssize_t k = pwrite(fd, p, n, (off_t)off);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return k < 0 ? -errno : -EIO;
-		p += k;
-		n -= (size_t)k;
-		off += (uint64_t)k;
-	}
-	return 0;
-}
-
-static int vhdw_pread_all(int fd, uint8_t *p, size_t n, uint64_t off)
-{
-	while (n) {
-		ssize_t k = pread(fd, p, n, (off_t)off);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return k < 0 ? -errno : -EIO;
-		p += k;
-		n -= (size_t)k;
-		off += (uint64_t)k;
-	}
-	return 0;
-}
-
 enum vhdw_tail { TAIL_RAW, TAIL_AZURE, TAIL_TORN, TAIL_OTHER_VHD };
 
 /* What the last sector says about a file of sz bytes. */
@@ -289,7 +259,7 @@ static int vhdw_classify(int fd, uint64_t sz, enum vhdw_tail *t)
 	if (sz < VHD_FOOTER_SIZE)
 		return 0;
 	uint8_t raw[VHD_FOOTER_SIZE];
-	int r = vhdw_pread_all(fd, raw, sizeof(raw), sz - VHD_FOOTER_SIZE);
+	int r = vdk_pread_full(fd, raw, sizeof(raw), sz - VHD_FOOTER_SIZE);
 	if (r)
 		return r;
 	struct vhd_footer f;
@@ -351,7 +321,7 @@ static int vhdw_append_footer(int fd, const char *path, uint64_t sz, struct vdk_
 		                 (unsigned long long)size, strerror(errno));
 	uint8_t foot[VHD_FOOTER_SIZE];
 	vdk_vhd_footer_build(foot, VHD_TYPE_FIXED, size, c, h, s, VHD_NO_OFFSET);
-	int r = vhdw_pwrite_all(fd, foot, sizeof(foot), size);
+	int r = vdk_pwrite_full(fd, foot, sizeof(foot), size);
 	if (!r && fsync(fd) != 0)
 		r = -errno;
 	if (r)

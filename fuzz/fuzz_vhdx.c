@@ -6,37 +6,9 @@
 #include <string.h>
 
 #include "format.h"
+#include "fuzz_walk.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void fuzz_vhdx_walk(struct vdk_image *img)
-{
-	struct vdk_err e = {0};
-	struct vdk_extents x = {0};
-	uint8_t *buf = malloc(1 << 20);
-	unsigned reads = 0;
-	for (uint64_t off = 0; buf && off < img->size && reads < 4096;) {
-		vdk_extents_reset(&x);
-		if (vdk_image_extents(img, off, img->size - off, &x, &e) || x.n == 0)
-			break;
-		for (size_t i = 0; i < x.n && reads < 64; i++) {
-			uint64_t n = x.v[i].len < (1 << 20) ? x.v[i].len : (1 << 20);
-			if (!(x.v[i].flags & (VDK_EXT_ZERO | VDK_EXT_HOLE)) &&
-			    vdk_image_pread(img, buf, n, x.v[i].off, &e))
-				break;
-			reads++;
-		}
-		off = x.v[x.n - 1].off + x.v[x.n - 1].len;
-		reads++;
-	}
-	vdk_extents_free(&x);
-	free(buf);
-	struct vdk_json *j = vdk_image_info(img, "fuzz.vhdx", &e);
-	vdk_json_free(j);
-	struct vdk_check r = {0};
-	if (img->fmt->check)
-		img->fmt->check(img, &r, false, &e);
-}
 
 /* A VHDX is at least 3 MiB of mostly zeroes (1 MiB-aligned regions), so
  * seeds may come sparse: "VXSP", le32 file size (<= 128 MiB), then records of
@@ -73,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t *exp = fuzz_vhdx_expand(data, size, &n);
 	if (vdk_src_open_mem(exp ? exp : data, n, "fuzz.vhdx", &src, &e) == 0 &&
 	    vdk_image_open(src, true, "vhdx", NULL, &img, &e) == 0) {
-		fuzz_vhdx_walk(img);
+		fuzz_walk_image(img, "fuzz.vhdx");
 		vdk_image_close(img);
 	}
 	free(exp);

@@ -14,7 +14,7 @@
 static const uint8_t rs_zero[RS_CHUNK];
 
 static int rs_hash_range(struct vdk_image *img, EVP_MD_CTX *md, uint8_t *buf,
-			 const struct vdk_extent *x, struct vdk_err *e)
+                         const struct vdk_extent *x, struct vdk_err *e)
 {
 	bool zero = x->flags & (VDK_EXT_ZERO | VDK_EXT_HOLE);
 	for (uint64_t o = 0; o < x->len; o += RS_CHUNK) {

@@ -11,22 +11,11 @@
 
 #include "format.h"
 #include "test.h"
+#include "test_img.h"
 #include "util.h"
 #include "vhd.h"
 
-#define MiB (1024u * 1024u)
-
-static const struct vdk_format *fmt;
 static char tmpdir[256];
-
-static void fill(uint8_t *p, size_t len, unsigned seed)
-{
-	uint32_t x = seed * 2654435761u + 1;
-	for (size_t i = 0; i < len; i++) {
-		x = x * 1103515245u + 12345u;
-		p[i] = (uint8_t)(x >> 16);
-	}
-}
 
 static void path_in(char *out, size_t n, const char *name)
 {
@@ -118,48 +107,6 @@ static void test_checksum(void)
 	CHECK_EQ_U64(vdk_vhd_footer_disk_size(&d), 1048576, "Hyper-V disks by current size");
 }
 
-struct wr {
-	uint64_t off, len;
-	unsigned seed;
-};
-
-static uint8_t *build(uint64_t size, const char *opts, const struct wr *w, size_t nw,
-                      size_t *outlen)
-{
-	struct vdk_err e = {0};
-	struct vdk_sink *k;
-	struct vdk_writer *wr;
-	struct vdk_opts o = {0};
-	if (opts && vdk_opts_parse(&o, opts, &e))
-		return NULL;
-	if (vdk_sink_open_mem(1u << 30, &k, &e))
-		return NULL;
-	if (vdk_writer_create(fmt, k, size, &o, NULL, &wr, &e)) {
-		printf("# %s\n", e.msg);
-		vdk_sink_close(k);
-		vdk_opts_free(&o);
-		return NULL;
-	}
-	for (size_t i = 0; i < nw; i++) {
-		uint8_t *b = malloc(w[i].len);
-		fill(b, w[i].len, w[i].seed);
-		vdk_writer_write(wr, b, w[i].len, w[i].off, &e);
-		free(b);
-	}
-	uint8_t *out = NULL;
-	if (vdk_writer_finish(wr, &e) == 0) {
-		const uint8_t *d = vdk_sink_mem_data(k, outlen);
-		out = malloc(*outlen);
-		memcpy(out, d, *outlen);
-	} else {
-		printf("# %s\n", e.msg);
-	}
-	vdk_writer_close(wr);
-	vdk_sink_close(k);
-	vdk_opts_free(&o);
-	return out;
-}
-
 static int open_mem(const uint8_t *d, size_t n, struct vdk_image **img, struct vdk_err *e)
 {
 	struct vdk_src *src;
@@ -170,11 +117,9 @@ static int open_mem(const uint8_t *d, size_t n, struct vdk_image **img, struct v
 /* Expected content: zero except the writes. */
 static int content_ok(struct vdk_image *img, const struct wr *w, size_t nw)
 {
-	uint8_t *got = malloc(img->size), *want = calloc(1, img->size);
+	uint8_t *got = malloc(img->size), *want = expect(img->size, w, nw);
 	struct vdk_err e = {0};
 	int ok = vdk_image_pread(img, got, img->size, 0, &e) == 0;
-	for (size_t i = 0; i < nw; i++)
-		fill(want + w[i].off, w[i].len, w[i].seed);
 	ok = ok && !memcmp(got, want, img->size);
 	free(got);
 	free(want);

@@ -11,23 +11,12 @@
 
 #include "format.h"
 #include "test.h"
+#include "test_img.h"
 #include "util.h"
 
 uint32_t vdk_crc32c_sw(uint32_t crc, const void *buf, size_t len);
 
-#define MiB (1024u * 1024u)
-
-static const struct vdk_format *fmt;
 static char tmpdir[256];
-
-static void fill(uint8_t *p, size_t len, unsigned seed)
-{
-	uint32_t x = seed * 2654435761u + 1;
-	for (size_t i = 0; i < len; i++) {
-		x = x * 1103515245u + 12345u;
-		p[i] = (uint8_t)(x >> 16);
-	}
-}
 
 static void test_crc(void)
 {
@@ -43,48 +32,6 @@ static void test_crc(void)
 	CHECK(same, "crc32c instruction and table agree on unaligned lengths");
 }
 
-/* Build a VHDX in memory; writes are (off, len, seed) triples. */
-struct wr {
-	uint64_t off, len;
-	unsigned seed;
-};
-
-static uint8_t *build(uint64_t size, const char *opts, const struct wr *w, size_t nw,
-                      size_t *outlen)
-{
-	struct vdk_err e = {0};
-	struct vdk_sink *k;
-	struct vdk_writer *wr;
-	struct vdk_opts o = {0};
-	if (opts && vdk_opts_parse(&o, opts, &e))
-		return NULL;
-	if (vdk_sink_open_mem(1u << 30, &k, &e))
-		return NULL;
-	if (vdk_writer_create(fmt, k, size, &o, NULL, &wr, &e)) {
-		printf("# %s\n", e.msg);
-		vdk_sink_close(k);
-		return NULL;
-	}
-	for (size_t i = 0; i < nw; i++) {
-		uint8_t *b = malloc(w[i].len);
-		fill(b, w[i].len, w[i].seed);
-		vdk_writer_write(wr, b, w[i].len, w[i].off, &e);
-		free(b);
-	}
-	uint8_t *out = NULL;
-	if (vdk_writer_finish(wr, &e) == 0) {
-		const uint8_t *d = vdk_sink_mem_data(k, outlen);
-		out = malloc(*outlen);
-		memcpy(out, d, *outlen);
-	} else {
-		printf("# %s\n", e.msg);
-	}
-	vdk_writer_close(wr);
-	vdk_sink_close(k);
-	vdk_opts_free(&o);
-	return out;
-}
-
 static int open_mem(const uint8_t *buf, size_t len, struct vdk_image **img, struct vdk_err *e)
 {
 	struct vdk_src *s;
@@ -94,13 +41,6 @@ static int open_mem(const uint8_t *buf, size_t len, struct vdk_image **img, stru
 }
 
 /* Expected content of a disk built from writes. */
-static uint8_t *expect(uint64_t size, const struct wr *w, size_t nw)
-{
-	uint8_t *x = calloc(1, size);
-	for (size_t i = 0; i < nw; i++)
-		fill(x + w[i].off, w[i].len, w[i].seed);
-	return x;
-}
 
 static bool reads_as(struct vdk_image *img, const uint8_t *want, uint64_t size)
 {

@@ -116,6 +116,34 @@ void cli_job_init(struct cli_job *j)
 	vdk_convert_opts_init(&j->conv);
 }
 
+int cli_job_opt(struct cli_job *j, int c, const char *arg, bool *quiet)
+{
+	switch (c) {
+	case 'p':
+		j->progress = true;
+		return 0;
+	case 'q':
+		*quiet = true;
+		return 0;
+	case CLI_OPT_CLONE:
+		return cli_parse_clone(arg, &j->conv.clone)
+		           ? cli_usage("--clone must be auto, always or never")
+		           : 0;
+	case CLI_OPT_VERIFY:
+		j->verify = true;
+		return 0;
+	case CLI_OPT_THREADS:
+		j->conv.threads = (unsigned)atoi(arg);
+		return 0;
+	case CLI_OPT_PROGRESS:
+		if (strcmp(arg, "json"))
+			return cli_usage("--progress takes 'json'");
+		j->progress_json = true;
+		return 0;
+	}
+	return cli_open_opt(c, arg, &j->open) ? 0 : -1;
+}
+
 void cli_job_free(struct cli_job *j)
 {
 	vdk_opts_free(&j->opts);

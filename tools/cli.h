@@ -38,6 +38,10 @@ struct cli_job {
 	bool progress_json; /* --progress=json: JSON lines on stderr */
 };
 void cli_job_init(struct cli_job *j);
+/* Options every converting command shares: -p, -q, --clone, --verify,
+ * --progress=json, --threads and CLI_OPEN_LONGOPTS. Returns 0 when handled,
+ * an exit code on a bad value, -1 when c is not one of them. */
+int cli_job_opt(struct cli_job *j, int c, const char *arg, bool *quiet);
 int cli_job_run(struct cli_job *j, struct vdk_convert_stats *st, struct vdk_err *e);
 void cli_job_free(struct cli_job *j);
 

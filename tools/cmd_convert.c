@@ -18,7 +18,7 @@ static void convert_report(const struct cli_job *j, const struct vdk_convert_sta
 	        cli_human(st->sparse, d, sizeof(d)), j->verify ? ", verified" : "");
 }
 
-/* Options of convert that map to pipeline or job settings. */
+/* Options of convert beyond the ones every converting command shares. */
 static int convert_opt(struct cli_job *j, int c, const char *arg, bool *quiet)
 {
 	struct vdk_err e = {0};
@@ -34,37 +34,17 @@ static int convert_opt(struct cli_job *j, int c, const char *arg, bool *quiet)
 		return vdk_opts_parse(&j->opts, arg, &e) ? cli_fail(&e) : 0;
 	case 'c':
 		return vdk_opts_set(&j->opts, "compress", "on", &e) ? cli_fail(&e) : 0;
-	case 'p':
-		j->progress = true;
-		return 0;
-	case 'q':
-		*quiet = true;
-		return 0;
 	case 'S':
 		if (vdk_parse_size(arg, &v))
 			return cli_usage("-S: bad size '%s'", arg);
 		j->conv.min_sparse = v;
 		return 0;
-	case CLI_OPT_CLONE:
-		return cli_parse_clone(arg, &j->conv.clone)
-		           ? cli_usage("--clone must be auto, always or never")
-		           : 0;
-	case CLI_OPT_VERIFY:
-		j->verify = true;
-		return 0;
 	case CLI_OPT_IN_PLACE:
 		j->in_place = true;
 		return 0;
-	case CLI_OPT_THREADS:
-		j->conv.threads = (unsigned)atoi(arg);
-		return 0;
-	case CLI_OPT_PROGRESS:
-		if (strcmp(arg, "json"))
-			return cli_usage("--progress takes 'json'");
-		j->progress_json = true;
-		return 0;
 	}
-	return cli_open_opt(c, arg, &j->open) ? 0 : cli_usage("convert: unknown option");
+	int r = cli_job_opt(j, c, arg, quiet);
+	return r >= 0 ? r : cli_usage("convert: unknown option");
 }
 
 /* --in-place: the source file itself becomes the target. Today that is

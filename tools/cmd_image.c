@@ -47,6 +47,16 @@ static int image_args(int argc, char **argv, bool allow_repair, struct image_arg
 	return 0;
 }
 
+/* Parse the shared options and open the image; an exit code on failure. */
+static int image_open(int argc, char **argv, bool allow_repair, struct image_args *a,
+                      struct vdk_image **img, struct vdk_err *e)
+{
+	int r = image_args(argc, argv, allow_repair, a);
+	if (r)
+		return r;
+	return vdk_image_open_path(a->path, a->fmt, &a->open, img, e) ? cli_fail(e) : 0;
+}
+
 static void info_human(const struct vdk_json *j)
 {
 	char b1[32], b2[32];
@@ -83,13 +93,11 @@ static void info_human(const struct vdk_json *j)
 int cmd_info(int argc, char **argv)
 {
 	struct image_args a;
-	int r = image_args(argc, argv, false, &a);
-	if (r)
-		return r;
 	struct vdk_err e = {0};
 	struct vdk_image *img;
-	if (vdk_image_open_path(a.path, a.fmt, &a.open, &img, &e))
-		return cli_fail(&e);
+	int r = image_open(argc, argv, false, &a, &img, &e);
+	if (r)
+		return r;
 	struct vdk_json *j = vdk_image_info(img, a.path, &e);
 	vdk_image_close(img);
 	if (!j)
@@ -131,13 +139,11 @@ static void map_print(const struct vdk_extent *x, bool json, bool *first, const 
 int cmd_map(int argc, char **argv)
 {
 	struct image_args a;
-	int r = image_args(argc, argv, false, &a);
-	if (r)
-		return r;
 	struct vdk_err e = {0};
 	struct vdk_image *img;
-	if (vdk_image_open_path(a.path, a.fmt, &a.open, &img, &e))
-		return cli_fail(&e);
+	int r = image_open(argc, argv, false, &a, &img, &e);
+	if (r)
+		return r;
 	struct vdk_extents x = {0};
 	bool first = true;
 	uint64_t pos = 0;
@@ -172,13 +178,11 @@ static int check_walk(struct vdk_image *img, struct vdk_err *e)
 int cmd_check(int argc, char **argv)
 {
 	struct image_args a;
-	int r = image_args(argc, argv, true, &a);
-	if (r)
-		return r;
 	struct vdk_err e = {0};
 	struct vdk_image *img;
-	if (vdk_image_open_path(a.path, a.fmt, &a.open, &img, &e))
-		return cli_fail(&e);
+	int r = image_open(argc, argv, true, &a, &img, &e);
+	if (r)
+		return r;
 	struct vdk_check res = {0};
 	if (img->fmt->check)
 		r = img->fmt->check(img, &res, a.repair, &e);

@@ -95,15 +95,18 @@ static int ova_print_report(const struct ova_report *r, const char *pkg, bool js
 	return r->errors ? CLI_BAD : CLI_OK;
 }
 
-static int ova_parse_output(const char *arg, bool *json)
+/* "--output=json|human" and exactly one operand (list, scan). */
+static int ova_json_one(int argc, char **argv, const char *usage, bool *json)
 {
-	if (!strcmp(arg, "json"))
-		*json = true;
-	else if (!strcmp(arg, "human"))
-		*json = false;
-	else
-		return cli_usage("--output must be json or human");
-	return 0;
+	static const struct option lo[] = {
+	    {"output", required_argument, NULL, CLI_OPT_OUTPUT},
+	    {NULL, 0, NULL, 0},
+	};
+	int c;
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1)
+		if (c != CLI_OPT_OUTPUT || cli_parse_output(optarg, json))
+			return CLI_USAGE;
+	return optind == argc - 1 ? 0 : cli_usage("%s", usage);
 }
 
 static int ova_verify_cmd(int argc, char **argv)
@@ -119,7 +122,7 @@ static int ova_verify_cmd(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		if (c == OVA_OPT_REQUIRE_TRUSTED)
 			vo.cafile = optarg;
-		else if (c != CLI_OPT_OUTPUT || ova_parse_output(optarg, &json))
+		else if (c != CLI_OPT_OUTPUT || cli_parse_output(optarg, &json))
 			return CLI_USAGE;
 	}
 	if (optind != argc - 1)
@@ -144,17 +147,10 @@ static int ova_verify_cmd(int argc, char **argv)
 
 static int ova_list_cmd(int argc, char **argv)
 {
-	static const struct option lo[] = {
-	    {"output", required_argument, NULL, CLI_OPT_OUTPUT},
-	    {NULL, 0, NULL, 0},
-	};
 	bool json = false;
-	int c;
-	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1)
-		if (c != CLI_OPT_OUTPUT || ova_parse_output(optarg, &json))
-			return CLI_USAGE;
-	if (optind != argc - 1)
-		return cli_usage("ova list needs one package");
+	int rc = ova_json_one(argc, argv, "ova list needs one package", &json);
+	if (rc)
+		return rc;
 	struct vdk_err e = {0};
 	struct ova_pkg *p;
 	if (ova_pkg_open(argv[optind], &p, &e) < 0)
@@ -323,17 +319,10 @@ static int ova_pack_cmd(int argc, char **argv)
 
 static int ova_scan_cmd(int argc, char **argv)
 {
-	static const struct option lo[] = {
-	    {"output", required_argument, NULL, CLI_OPT_OUTPUT},
-	    {NULL, 0, NULL, 0},
-	};
 	bool json = false;
-	int c;
-	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1)
-		if (c != CLI_OPT_OUTPUT || ova_parse_output(optarg, &json))
-			return CLI_USAGE;
-	if (optind != argc - 1)
-		return cli_usage("ova scan needs one folder");
+	int rc = ova_json_one(argc, argv, "ova scan needs one folder", &json);
+	if (rc)
+		return rc;
 	struct ova_scan s;
 	struct vdk_err e = {0};
 	struct vdk_json *arr = json ? vdk_json_new_arr() : NULL;

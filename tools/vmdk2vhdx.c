@@ -26,12 +26,6 @@ static int v2v_opt(struct cli_job *j, int c, const char *arg, bool *quiet)
 {
 	struct vdk_err e = {0};
 	switch (c) {
-	case 'p':
-		j->progress = true;
-		return 0;
-	case 'q':
-		*quiet = true;
-		return 0;
 	case V2V_FIXED:
 		return vdk_opts_set(&j->opts, "subformat", "fixed", &e) ? cli_fail(&e) : 0;
 	case V2V_BLOCK:
@@ -41,24 +35,13 @@ static int v2v_opt(struct cli_job *j, int c, const char *arg, bool *quiet)
 	case V2V_SRCFMT:
 		j->src_fmt = arg;
 		return 0;
-	case CLI_OPT_CLONE:
-		return cli_parse_clone(arg, &j->conv.clone)
-		           ? cli_usage("--clone must be auto, always or never")
-		           : 0;
-	case CLI_OPT_VERIFY:
-		j->verify = true;
-		return 0;
-	case CLI_OPT_PROGRESS:
-		if (strcmp(arg, "json"))
-			return cli_usage("--progress takes 'json'");
-		j->progress_json = true;
-		return 0;
 	case 'h':
 	case V2V_HELP:
 		v2v_help(stdout);
 		exit(0);
 	}
-	return cli_open_opt(c, arg, &j->open) ? 0 : cli_usage("unknown option (see --help)");
+	int r = cli_job_opt(j, c, arg, quiet);
+	return r >= 0 ? r : cli_usage("unknown option (see --help)");
 }
 
 static void v2v_report(const struct cli_job *j, const struct vdk_convert_stats *st)
