@@ -48,24 +48,25 @@ obj/%.o: %.c | deps
 	@echo "  CC      $<"
 	@$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-bin/libvdkit.a: $(LIB_OBJ)
-	@mkdir -p bin
+bin bin/tests:
+	@mkdir -p $@
+
+bin/libvdkit.a: $(LIB_OBJ) | bin
 	rm -f $@ && ar rcs $@ $^
 
-bin/vdkit: obj/tools/vdkit.o $(TOOL_COMMON_OBJ) bin/libvdkit.a
+bin/vdkit: obj/tools/vdkit.o $(TOOL_COMMON_OBJ) bin/libvdkit.a | bin
 	@echo "  LD      $@"
 	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
-bin/vmdk2vhdx: obj/tools/vmdk2vhdx.o $(TOOL_COMMON_OBJ) bin/libvdkit.a
+bin/vmdk2vhdx: obj/tools/vmdk2vhdx.o $(TOOL_COMMON_OBJ) bin/libvdkit.a | bin
 	@echo "  LD      $@"
 	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
-bin/vdk-rawsha: obj/tests/rawsha.o bin/libvdkit.a
+bin/vdk-rawsha: obj/tests/rawsha.o bin/libvdkit.a | bin
 	@echo "  LD      $@"
 	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
-bin/vdk-gen: obj/tests/gen.o
+bin/vdk-gen: obj/tests/gen.o | bin
 	@echo "  LD      $@"
 	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
-bin/tests/%: obj/tests/%.o bin/libvdkit.a
-	@mkdir -p bin/tests
+bin/tests/%: obj/tests/%.o bin/libvdkit.a | bin/tests
 	@echo "  LD      $@"
 	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
 
