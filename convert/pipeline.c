@@ -20,6 +20,10 @@
 #define PL_MAX_THREADS   8
 #define PL_CLONE_MAX     ((uint64_t)256 << 20) /* progress/cancel granularity */
 #define PL_DIGEST_BLOCK  4096u
+/* Zero runs up to this size stay inside a DATA segment (zero detection
+ * still keeps them sparse): a disk that alternates 64 KiB of data and of
+ * holes otherwise costs a slot hand-off per grain. */
+#define PL_ABSORB_MAX ((uint64_t)256 << 10)
 
 enum pl_kind { PL_DATA, PL_ZERO, PL_CLONE };
 enum pl_state { SLOT_FREE, SLOT_QUEUED, SLOT_RUNNING, SLOT_DONE };
@@ -127,6 +131,8 @@ static uint64_t pl_data_end(const struct pl *p)
 		const struct vdk_extent *x = &p->x.v[i];
 		if (x->off >= cap)
 			return cap;
+		if (pl_is_zero_ext(x) && p->detect_zero && x->len <= PL_ABSORB_MAX)
+			continue;
 		if (pl_is_zero_ext(x) || pl_is_clone_ext(p, x)) {
 			uint64_t s = vdk_round_up(VDK_MAX(x->off, p->pos), p->g);
 			if (s > p->pos && s < pl_aligned_end(p, x))

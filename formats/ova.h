@@ -207,6 +207,15 @@ void ova_pkg_close(struct ova_pkg *p);
 int ova_pkg_find(const struct ova_pkg *p, const char *name);
 /* A source over one member (a window of the .ova, or the folder's file). */
 int ova_member_src(struct ova_pkg *p, int idx, struct vdk_src **out, struct vdk_err *e);
+/* ova_vsrc.c: the source ova unpack converts from: file f's member (or
+ * chunked members, concatenated), hashed for the manifest as it is read
+ * when verify is set. finish hashes what the reader skipped and names the
+ * first member whose digest differs (*bad), or leaves *bad NULL;
+ * *reread counts bytes read only to be hashed. */
+struct ova_file;
+int ova_vsrc_open(struct ova_pkg *p, const struct ova_file *f, bool verify, struct vdk_src **out,
+                  struct vdk_err *e);
+int ova_vsrc_finish(struct vdk_src *s, const char **bad, uint64_t *reread, struct vdk_err *e);
 /* The inventory `ova list` prints. */
 struct vdk_json *ova_pkg_inventory(const struct ova_pkg *p);
 void ova_pkg_inventory_into(const struct ova_pkg *p, struct vdk_json *obj);

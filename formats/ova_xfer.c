@@ -1,15 +1,12 @@
-/* Unpack and pack. Unpack converts each disk straight out of the .ova:
- * the reader opens a window of the package in place, through a source that
- * hashes the member's bytes in file order as reads pass them, so each byte
- * is read once and the manifest digest is known when the conversion ends;
- * outputs are committed (renamed into place) only after it matched. Pack
- * streams each disk as streamOptimized VMDK into its tar member; the .ovf
- * and .mf, which must come first but depend on the results, are written
- * last into space reserved at the front. */
+/* Unpack and pack. Unpack converts each disk straight out of the .ova,
+ * reading it through the verifying source (ova_vsrc.c), so the manifest
+ * digest is known when the conversion ends; outputs are committed (renamed into place) only after
+ * it matched. Pack streams each disk as streamOptimized VMDK into its tar member; the .ovf and .mf,
+ * which must come first but depend on the results, are written last into space reserved at the
+ * front. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,371 +19,6 @@
 #include "util.h"
 
 #define XF_CHUNK (4u << 20)
-/* Gaps this small between reads are read and hashed at once (a GT block
- * and its marker between grain runs); anything further ahead (the footer
- * and GD read first, grains read out of order by worker threads) is kept
- * until the hashed position reaches it, so no byte is read twice. Measured
- * on a 128 MiB streamOptimized disk: 256 KiB here re-read 31% of the
- * member, 4 KiB re-reads nothing. */
-#define XF_SMALL_GAP (4u << 10)
-#define XF_STASH_MAX (64u << 20)
-/* Past this much remembered data, a gap nobody reads (padding, a region the
- * reader skips) is read and hashed so that memory stays bounded. */
-#define XF_STASH_SOFT (8u << 20)
-/* Bytes queued for the digest thread before readers wait for it. */
-#define XF_HQ_MAX (16u << 20)
-
-/* The verifying source ----------------------------------------------- */
-
-struct xf_part {
-	struct vdk_src *src;
-	uint64_t start, size; /* logical range */
-	const struct ova_mf_entry *want;
-	struct ova_hash *h;
-	bool done;
-};
-
-struct xf_stash {
-	uint64_t off;
-	size_t len;
-	uint8_t *data;
-};
-
-struct xf_vsrc {
-	pthread_mutex_t mu;
-	struct xf_part *parts;
-	size_t nparts;
-	uint64_t hashed; /* every byte before this went into its digest */
-	struct xf_stash *stash;
-	size_t nstash;
-	size_t stash_bytes;
-	uint8_t *gap; /* scratch for gaps and the tail */
-	bool hashing;
-	int bad_part;    /* first part whose digest differed, or -1 */
-	uint64_t reread; /* bytes read only to be hashed (gaps) */
-	/* The digests run on their own thread: the workers inflating grains
-	 * only copy bytes into this queue (in file order, under mu), so the
-	 * serial SHA work overlaps with decompression instead of holding
-	 * the lock the other worker waits on. */
-	pthread_t hth;
-	bool hth_on, hstop;
-	pthread_cond_t hcv, hspace;
-	struct xf_hitem *qhead, *qtail;
-	size_t qbytes;
-	uint64_t hpos; /* digest thread: logical offset of its next byte */
-};
-
-struct xf_hitem {
-	struct xf_hitem *next;
-	size_t len;
-	uint8_t data[];
-};
-
-static int xf_read_parts(struct xf_vsrc *v, void *buf, size_t len, uint64_t off, struct vdk_err *e)
-{
-	uint8_t *p = buf;
-	for (size_t i = 0; i < v->nparts && len; i++) {
-		struct xf_part *pt = &v->parts[i];
-		if (off >= pt->start + pt->size)
-			continue;
-		size_t n = (size_t)VDK_MIN((uint64_t)len, pt->start + pt->size - off);
-		int r = vdk_src_pread(pt->src, p, n, off - pt->start, e);
-		if (r < 0)
-			return r;
-		p += n;
-		off += n;
-		len -= n;
-	}
-	return 0;
-}
-
-/* Digest thread: feed bytes at logical offset v->hpos to the parts. */
-static void xf_digest(struct xf_vsrc *v, const uint8_t *buf, size_t len)
-{
-	for (size_t i = 0; i < v->nparts && len; i++) {
-		struct xf_part *pt = &v->parts[i];
-		if (v->hpos >= pt->start + pt->size)
-			continue;
-		size_t n = (size_t)VDK_MIN((uint64_t)len, pt->start + pt->size - v->hpos);
-		if (pt->h)
-			ova_hash_update(pt->h, buf, n);
-		buf += n;
-		len -= n;
-		v->hpos += n;
-		if (v->hpos == pt->start + pt->size && pt->h && !pt->done) {
-			uint8_t d[OVA_DIGEST_MAX];
-			ova_hash_final(pt->h, d);
-			pt->done = true;
-			if (memcmp(d, pt->want->digest, ova_alg_len(pt->want->alg)) &&
-			    v->bad_part < 0)
-				v->bad_part = (int)i;
-		}
-	}
-}
-
-static void *xf_digest_main(void *arg)
-{
-	struct xf_vsrc *v = arg;
-	pthread_mutex_lock(&v->mu);
-	for (;;) {
-		while (!v->qhead && !v->hstop)
-			pthread_cond_wait(&v->hcv, &v->mu);
-		struct xf_hitem *it = v->qhead;
-		if (!it)
-			break;
-		v->qhead = it->next;
-		if (!v->qhead)
-			v->qtail = NULL;
-		v->qbytes -= it->len;
-		pthread_cond_broadcast(&v->hspace);
-		pthread_mutex_unlock(&v->mu);
-		xf_digest(v, it->data, it->len);
-		free(it);
-		pthread_mutex_lock(&v->mu);
-	}
-	pthread_mutex_unlock(&v->mu);
-	return NULL;
-}
-
-/* Under mu: the bytes at v->hashed go to the digest thread, in order (or
- * are hashed here when no thread could be started or memory is short). */
-static void xf_feed(struct xf_vsrc *v, const uint8_t *buf, size_t len)
-{
-	struct xf_hitem *it = v->hth_on ? malloc(sizeof(*it) + len) : NULL;
-	v->hashed += len;
-	if (!it) {
-		while (v->hth_on && v->qhead) /* keep the order */
-			pthread_cond_wait(&v->hspace, &v->mu);
-		xf_digest(v, buf, len);
-		return;
-	}
-	it->next = NULL;
-	it->len = len;
-	memcpy(it->data, buf, len);
-	if (v->qtail)
-		v->qtail->next = it;
-	else
-		v->qhead = it;
-	v->qtail = it;
-	v->qbytes += len;
-	pthread_cond_signal(&v->hcv);
-}
-
-/* Stop the digest thread once it has hashed everything queued. */
-static void xf_digest_join(struct xf_vsrc *v)
-{
-	if (!v->hth_on)
-		return;
-	pthread_mutex_lock(&v->mu);
-	v->hstop = true;
-	pthread_cond_broadcast(&v->hcv);
-	pthread_mutex_unlock(&v->mu);
-	pthread_join(v->hth, NULL);
-	v->hth_on = false;
-}
-
-/* Hash [v->hashed, to) by reading it (a gap nobody asked for). */
-static int xf_hash_gap(struct xf_vsrc *v, uint64_t to, struct vdk_err *e)
-{
-	while (v->hashed < to) {
-		size_t n = (size_t)VDK_MIN((uint64_t)XF_CHUNK, to - v->hashed);
-		int r = xf_read_parts(v, v->gap, n, v->hashed, e);
-		if (r < 0)
-			return r;
-		v->reread += n;
-
-		xf_feed(v, v->gap, n);
-	}
-	return 0;
-}
-
-/* Consume remembered reads that the hashed position has reached. */
-static int xf_drain(struct xf_vsrc *v, bool all, uint64_t size, struct vdk_err *e)
-{
-	for (;;) {
-		size_t best = SIZE_MAX;
-		for (size_t i = 0; i < v->nstash; i++)
-			if (best == SIZE_MAX || v->stash[i].off < v->stash[best].off)
-				best = i;
-		if (best == SIZE_MAX)
-			break;
-		struct xf_stash *s = &v->stash[best];
-		if (s->off > v->hashed) {
-			if (!all && s->off - v->hashed > XF_SMALL_GAP &&
-			    v->stash_bytes <= XF_STASH_SOFT)
-				break;
-			int r = xf_hash_gap(v, s->off, e);
-			if (r < 0)
-				return r;
-		}
-		if (s->off + s->len > v->hashed)
-			xf_feed(v, s->data + (v->hashed - s->off),
-			        (size_t)(s->off + s->len - v->hashed));
-		free(s->data);
-		v->stash_bytes -= s->len;
-		*s = v->stash[--v->nstash];
-	}
-	return all ? xf_hash_gap(v, size, e) : 0;
-}
-
-static void xf_remember(struct xf_vsrc *v, const void *buf, size_t len, uint64_t off)
-{
-	if (v->stash_bytes + len > XF_STASH_MAX)
-		return; /* read again at the end */
-	struct xf_stash *n = realloc(v->stash, (v->nstash + 1) * sizeof(*n));
-	if (!n)
-		return;
-	v->stash = n;
-	uint8_t *d = malloc(len);
-	if (!d)
-		return;
-	memcpy(d, buf, len);
-	v->stash[v->nstash++] = (struct xf_stash){.off = off, .len = len, .data = d};
-	v->stash_bytes += len;
-}
-
-static int xf_pread(struct vdk_src *s, void *buf, size_t len, uint64_t off, struct vdk_err *e)
-{
-	struct xf_vsrc *v = s->priv;
-	if (!v->hashing)
-		return xf_read_parts(v, buf, len, off, e);
-	/* Read outside the lock: workers inflating other grains must not wait
-	 * on each other's I/O, only on the (inherently serial) digest. */
-	int r = xf_read_parts(v, buf, len, off, e);
-	pthread_mutex_lock(&v->mu);
-	while (v->qbytes > XF_HQ_MAX) /* let the digest thread catch up */
-		pthread_cond_wait(&v->hspace, &v->mu);
-	if (r == 0 && off + len > v->hashed) {
-		if (off > v->hashed && off - v->hashed > XF_SMALL_GAP) {
-			xf_remember(v, buf, len, off);
-			if (v->stash_bytes > XF_STASH_SOFT)
-				r = xf_drain(v, false, s->size, e);
-		} else {
-			r = xf_hash_gap(v, off, e);
-			if (r == 0) {
-				xf_feed(v, (const uint8_t *)buf + (v->hashed - off),
-				        (size_t)(off + len - v->hashed));
-				r = xf_drain(v, false, s->size, e);
-			}
-		}
-	}
-	pthread_mutex_unlock(&v->mu);
-	return r;
-}
-
-static void xf_close(struct vdk_src *s)
-{
-	struct xf_vsrc *v = s->priv;
-	if (!v)
-		return;
-	xf_digest_join(v);
-	for (struct xf_hitem *it = v->qhead, *next; it; it = next) {
-		next = it->next;
-		free(it);
-	}
-	for (size_t i = 0; i < v->nparts; i++) {
-		vdk_src_close(v->parts[i].src);
-		ova_hash_free(v->parts[i].h);
-	}
-	for (size_t i = 0; i < v->nstash; i++)
-		free(v->stash[i].data);
-	free(v->stash);
-	free(v->parts);
-	free(v->gap);
-	pthread_mutex_destroy(&v->mu);
-	pthread_cond_destroy(&v->hcv);
-	pthread_cond_destroy(&v->hspace);
-	free(v);
-}
-
-static const struct vdk_src_ops xf_ops = {.pread = xf_pread, .close = xf_close};
-
-/* A source over the member(s) of file f: chunks are concatenated, each
- * with its manifest digest; no digests when verify is false. */
-static int xf_open(struct ova_pkg *p, const struct ova_file *f, bool verify, struct vdk_src **out,
-                   struct vdk_err *e)
-{
-	struct vdk_src *s = vdk_src_alloc(&xf_ops, f->href);
-	struct xf_vsrc *v = calloc(1, sizeof(*v));
-	if (!s || !v) {
-		free(v);
-		free(s ? s->name : NULL);
-		free(s);
-		return vdk_ioerr(e, ENOMEM, f->href, "out of memory");
-	}
-	pthread_mutex_init(&v->mu, NULL);
-	pthread_cond_init(&v->hcv, NULL);
-	pthread_cond_init(&v->hspace, NULL);
-	v->bad_part = -1;
-	s->priv = v;
-	char label[OVA_NAME_MAX + 64];
-	snprintf(label, sizeof(label), "%s:%s", p->label, f->href);
-	free(s->name);
-	s->name = strdup(label);
-	int r = 0;
-	for (size_t k = 0; r == 0; k++) {
-		char name[OVA_NAME_MAX + 16];
-		snprintf(name, sizeof(name), f->chunk ? "%s.%09zu" : "%s", f->href, k);
-		int idx = ova_pkg_find(p, name);
-		if (idx < 0) {
-			if (k == 0)
-				r = vdk_bad(e, p->label, "ova", VDK_NO_OFFSET, "%s is missing",
-				            name);
-			break;
-		}
-		struct xf_part *np = realloc(v->parts, (v->nparts + 1) * sizeof(*np));
-		if (!np) {
-			r = vdk_ioerr(e, ENOMEM, name, "out of memory");
-			break;
-		}
-		v->parts = np;
-		struct xf_part *pt = &np[v->nparts];
-		memset(pt, 0, sizeof(*pt));
-		pt->start = s->size == VDK_SIZE_UNKNOWN ? 0 : s->size;
-		r = ova_member_src(p, idx, &pt->src, e);
-		if (r < 0)
-			break;
-		v->nparts++;
-		pt->size = pt->src->size;
-		s->size = pt->start + pt->size;
-		pt->want = verify ? ova_mf_find(&p->man, name) : NULL;
-		if (pt->want && !(pt->h = ova_hash_new(pt->want->alg)))
-			r = vdk_ioerr(e, ENOMEM, name, "out of memory");
-		v->hashing |= pt->want != NULL;
-		if (!f->chunk)
-			break;
-	}
-	if (r == 0 && v->hashing && !(v->gap = malloc(XF_CHUNK)))
-		r = vdk_ioerr(e, ENOMEM, f->href, "out of memory");
-	if (r == 0 && v->hashing)
-		v->hth_on = pthread_create(&v->hth, NULL, xf_digest_main, v) == 0;
-	if (r < 0) {
-		vdk_src_close(s);
-		return r;
-	}
-	if (s->size == VDK_SIZE_UNKNOWN)
-		s->size = 0;
-	/* fd stays -1: a clone would bypass the digest. */
-	*out = s;
-	return 0;
-}
-
-/* Hash what the reader skipped; the name of the first bad part, or NULL. */
-static int xf_finish(struct vdk_src *s, const char **bad, struct vdk_err *e)
-{
-	struct xf_vsrc *v = s->priv;
-	*bad = NULL;
-	if (!v->hashing)
-		return 0;
-	pthread_mutex_lock(&v->mu);
-	int r = xf_drain(v, true, s->size, e);
-	pthread_mutex_unlock(&v->mu);
-	xf_digest_join(v);
-	if (r == 0 && v->bad_part >= 0)
-		*bad = v->parts[v->bad_part].want->name;
-
-	return r;
-}
 
 /* Unpack -------------------------------------------------------------- */
 
@@ -533,7 +165,7 @@ static int xf_convert(struct xf_unpack *u, struct vdk_image *img, const char *ou
 	if (r == 0)
 		r = vdk_convert(img, w, &u->o->conv, &st, e);
 	if (r == 0 && vs)
-		r = xf_finish(vs, &bad, e);
+		r = ova_vsrc_finish(vs, &bad, NULL, e);
 	if (r == 0 && bad) {
 		ova_report_add(u->r, OVA_ERROR, bad, "digest mismatch: %s not written", out_path);
 		r = 1;
@@ -564,7 +196,7 @@ static int xf_unpack_gzip(struct xf_unpack *u, const struct ova_disk *d, struct 
 	uint64_t limit = d->capacity + d->capacity / 4 + (64u << 20);
 	r = xf_gunzip(vs, fd, limit, e);
 	if (r == 0)
-		r = xf_finish(vs, &bad, e);
+		r = ova_vsrc_finish(vs, &bad, NULL, e);
 	if (r == 0 && bad) {
 		ova_report_add(u->r, OVA_ERROR, bad, "digest mismatch: %s not written", out_path);
 		close(fd);
@@ -593,7 +225,7 @@ static int xf_unpack_disk(struct xf_unpack *u, const struct ova_disk *d, struct 
 	struct vdk_src *vs;
 	int r = xf_out_path(u, f->href, u->ofmt->name, out_path, sizeof(out_path), e);
 	if (r == 0)
-		r = xf_open(u->p, f, !u->o->no_verify, &vs, e);
+		r = ova_vsrc_open(u->p, f, !u->o->no_verify, &vs, e);
 	if (r < 0)
 		return r;
 	if (f->gzip) {
@@ -619,7 +251,7 @@ static int xf_copy_file(struct xf_unpack *u, const struct ova_file *f, struct vd
 	const char *bad = NULL;
 	int r = xf_out_path(u, f->href, NULL, out_path, sizeof(out_path), e);
 	if (r == 0)
-		r = xf_open(u->p, f, !u->o->no_verify, &vs, e);
+		r = ova_vsrc_open(u->p, f, !u->o->no_verify, &vs, e);
 	if (r < 0)
 		return r;
 	uint8_t *buf = malloc(XF_CHUNK);
@@ -633,7 +265,7 @@ static int xf_copy_file(struct xf_unpack *u, const struct ova_file *f, struct vd
 		off += n;
 	}
 	if (r == 0)
-		r = xf_finish(vs, &bad, e);
+		r = ova_vsrc_finish(vs, &bad, NULL, e);
 	if (r == 0 && bad) {
 		ova_report_add(u->r, OVA_ERROR, bad, "digest mismatch: %s not written", out_path);
 		r = 1;

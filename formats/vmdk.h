@@ -154,6 +154,7 @@ struct vmdk_rctx {
 	struct libdeflate_decompressor *dec;
 	uint8_t *cbuf, *ubuf;
 	size_t ccap, ucap;
+	size_t guess; /* deflate size to read with the next grain marker */
 };
 void vmdk_rctx_free(struct vmdk_rctx *c);
 /* Read [off, off+len) inside one allocated grain whose entry is gte. */

@@ -71,5 +71,5 @@ bench_row "raw -> raw, 1 GiB, --clone=never" \
 fi
 
 for f in scripts/bench.d/*.sh; do
-	[ -f "$f" ] && only "$f" && source "$f"
+	if [ -f "$f" ] && only "$f"; then source "$f"; fi
 done
