@@ -16,7 +16,9 @@
 #include "pipeline.h"
 #include "util.h"
 
-#define PL_DEFAULT_CHUNK (2u << 20)
+/* 1 MiB: as fast as 2 MiB in every make-bench row, with peak RSS 12
+ * instead of 18 MiB now that short zero runs stay inside segments. */
+#define PL_DEFAULT_CHUNK (1u << 20)
 #define PL_MAX_THREADS   8
 #define PL_CLONE_MAX     ((uint64_t)256 << 20) /* progress/cancel granularity */
 #define PL_DIGEST_BLOCK  4096u

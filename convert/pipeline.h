@@ -21,7 +21,7 @@ struct vdk_convert_opts {
 	 * sparse, like qemu-img -S. 0: no detection. Default 4096. */
 	uint64_t min_sparse;
 	unsigned threads; /* 0: one per CPU, at most 8 */
-	uint32_t chunk;   /* bytes per work item, default 2 MiB */
+	uint32_t chunk;   /* bytes per work item, default 1 MiB */
 	/* Hash the virtual content as it passes (vdk_digest). */
 	bool digest;
 	void (*progress)(void *ctx, const struct vdk_progress *p);
