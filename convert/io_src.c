@@ -428,3 +428,24 @@ int vdk_src_open_stream(int fd, const char *name, struct vdk_src **out, struct v
 	*out = s;
 	return 0;
 }
+
+int vdk_src_next_data(const struct vdk_src *s, uint64_t off, uint64_t end, uint64_t *data,
+                      uint64_t *hole)
+{
+	if (s->fd < 0 || s->size == VDK_SIZE_UNKNOWN)
+		return -1;
+	end = VDK_MIN(end, s->size);
+	*data = *hole = end;
+	if (off >= end)
+		return 0;
+	off_t d = lseek(s->fd, (off_t)(s->fd_off + off), SEEK_DATA);
+	if (d < 0)
+		return errno == ENXIO ? 0 : -1; /* ENXIO: only a hole up to EOF */
+	*data = VDK_MIN((uint64_t)d - s->fd_off, end);
+	if (*data >= end)
+		return 0;
+	off_t h = lseek(s->fd, (off_t)(s->fd_off + *data), SEEK_HOLE);
+	if (h >= 0 && (uint64_t)h - s->fd_off > *data)
+		*hole = VDK_MIN((uint64_t)h - s->fd_off, end);
+	return 0;
+}

@@ -30,16 +30,6 @@ static int raw_open(struct vdk_image *img, struct vdk_err *e)
 	return 0;
 }
 
-/* Next data/hole boundary at or after off (relative to the source); -1 when
- * the filesystem cannot tell (then everything is data). */
-static int64_t raw_seek(const struct vdk_src *s, uint64_t off, int whence)
-{
-	off_t r = lseek(s->fd, (off_t)(s->fd_off + off), whence);
-	if (r < 0)
-		return errno == ENXIO ? (int64_t)s->size : -1;
-	return (int64_t)((uint64_t)r - s->fd_off);
-}
-
 static int raw_extents(struct vdk_image *img, uint64_t off, uint64_t len, struct vdk_extents *out,
                        struct vdk_err *e)
 {
@@ -54,23 +44,17 @@ static int raw_extents(struct vdk_image *img, uint64_t off, uint64_t len, struct
 		end = s->size;
 	}
 	while (off < end && !vdk_extents_full(out)) {
-		int64_t data = s->fd >= 0 ? raw_seek(s, off, SEEK_DATA) : -1;
-		if (data < 0) {
-			/* No hole information: all of it is data. */
-			if (vdk_extents_add(out, off, end - off, 0, s->fd, s->fd_off + off))
-				return vdk_ioerr(e, ENOMEM, s->name, "out of memory");
-			return 0;
-		}
-		uint64_t d = VDK_MIN((uint64_t)data, end);
-		if (d > off && vdk_extents_add(out, off, d - off, VDK_EXT_ZERO, -1, 0))
-			return vdk_ioerr(e, ENOMEM, s->name, "out of memory");
-		if (d >= end)
-			break;
-		int64_t hole = raw_seek(s, d, SEEK_HOLE);
-		uint64_t h = hole < 0 ? end : VDK_MIN((uint64_t)hole, end);
-		if (h <= d)
+		uint64_t d, h;
+		int r = 0;
+		if (vdk_src_next_data(s, off, end, &d, &h) < 0) {
+			d = off; /* no hole information: all of it is data */
 			h = end;
-		if (vdk_extents_add(out, d, h - d, 0, s->fd, s->fd_off + d))
+		}
+		if (d > off)
+			r = vdk_extents_add(out, off, d - off, VDK_EXT_ZERO, -1, 0);
+		if (!r && h > d)
+			r = vdk_extents_add(out, d, h - d, 0, s->fd, s->fd_off + d);
+		if (r)
 			return vdk_ioerr(e, ENOMEM, s->name, "out of memory");
 		off = h;
 	}

@@ -566,19 +566,12 @@ static int vhd_fixed_extents(struct vdk_image *img, uint64_t off, uint64_t len,
 	if (src->fd < 0)
 		return vhd_add(img, out, off, len, 0, off, e);
 	while (pos < end && !vdk_extents_full(out)) {
-		off_t base = (off_t)src->fd_off;
-		off_t d = lseek(src->fd, base + (off_t)pos, SEEK_DATA);
-		uint64_t data = d < 0 ? end : VDK_MIN(end, (uint64_t)(d - base));
-		if (d < 0 && errno != ENXIO)
-			data = pos; /* no SEEK_DATA here: all data */
+		uint64_t data, hole;
+		if (vdk_src_next_data(src, pos, end, &data, &hole) < 0)
+			return vhd_add(img, out, pos, end - pos, 0, pos, e);
 		int r = vhd_add(img, out, pos, data - pos, VDK_EXT_ZERO, pos, e);
-		if (r || data >= end)
-			return r;
-		off_t h = lseek(src->fd, base + (off_t)data, SEEK_HOLE);
-		uint64_t hole = h < 0 ? end : VDK_MIN(end, (uint64_t)(h - base));
-		if (hole <= data)
-			hole = end;
-		r = vhd_add(img, out, data, hole - data, 0, data, e);
+		if (!r && hole > data)
+			r = vhd_add(img, out, data, hole - data, 0, data, e);
 		if (r)
 			return r;
 		pos = hole;

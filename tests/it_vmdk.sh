@@ -107,6 +107,28 @@ truncate -s 64M "$T/zero.raw"
 "$VDKIT" map --output=json "$T/q-monolithicFlat/img.vmdk" >"$T/map.json" 2>/dev/null
 grep -q '"offset": 0' "$T/map.json" && pass "monolithicFlat map gives verbatim offsets" ||
 	fail "flat map: $(head -c 300 "$T/map.json")"
+# Thin flat files (vmfsThin): holes come from SEEK_HOLE and are not read.
+mkdir -p "$T/thin"
+truncate -s 64M "$T/thin/d-flat.vmdk"
+printf 'one' | dd of="$T/thin/d-flat.vmdk" bs=1 seek=$((1 << 20)) conv=notrunc 2>/dev/null
+printf 'two' | dd of="$T/thin/d-flat.vmdk" bs=1 seek=$((40 << 20)) conv=notrunc 2>/dev/null
+cat >"$T/thin/d.vmdk" <<-EOF
+	# Disk DescriptorFile
+	version=1
+	CID=fffffffe
+	parentCID=ffffffff
+	createType="vmfsThin"
+	RW 131072 VMFS "d-flat.vmdk"
+	ddb.thinProvisioned = "1"
+EOF
+data=$("$VDKIT" map --output=json "$T/thin/d.vmdk" 2>/dev/null |
+	awk -F'"length": ' '/"data": true/ { split($2, a, ","); n += a[1] } END { print n + 0 }')
+[ "$data" -gt 0 ] && [ "$data" -le $((2 << 20)) ] && pass "thin flat VMDK: holes mapped as zero ($data bytes of data)" ||
+	fail "thin flat map: $data bytes of data"
+# qemu-img does not open vmfsThin; the flat file is the disk itself.
+[ "$(vdk_sha "$T/thin/d.vmdk")" = "$(sha "$T/thin/d-flat.vmdk")" ] && pass "thin flat VMDK reads as its flat file" ||
+	fail "thin flat content"
+
 # Flat outputs are clone targets: on a reflink XFS both directions share
 # blocks (root only: loop mount).
 vmdk_clone_xfs() {
