@@ -111,6 +111,8 @@ struct vdk_sink_ops {
 	 * extent file), committed and aborted together with it. */
 	int (*open_related)(struct vdk_sink *k, const char *name, struct vdk_sink **out,
 	                    struct vdk_err *e);
+	/* Optional: after a commit, remove what it put in place. */
+	void (*withdraw)(struct vdk_sink *k);
 };
 
 enum {
@@ -152,6 +154,9 @@ int vdk_sink_open_related(struct vdk_sink *k, const char *name, struct vdk_sink 
 int vdk_sink_commit(struct vdk_sink *k, struct vdk_err *e);
 /* Closes; a sink that was not committed is aborted first (temp removed). */
 void vdk_sink_close(struct vdk_sink *k);
+/* Remove a committed output and its companions (one that failed
+ * verification must not stay looking valid). */
+void vdk_sink_withdraw(struct vdk_sink *k);
 struct vdk_sink *vdk_sink_alloc(const struct vdk_sink_ops *ops, const char *name);
 /* fsync the folder holding path, so a rename into it is durable. */
 int vdk_fsync_dir_of(const char *path);

@@ -104,6 +104,12 @@ int vdk_sink_commit(struct vdk_sink *k, struct vdk_err *e)
 	return r;
 }
 
+void vdk_sink_withdraw(struct vdk_sink *k)
+{
+	if (k && k->committed && k->ops->withdraw)
+		k->ops->withdraw(k);
+}
+
 void vdk_sink_close(struct vdk_sink *k)
 {
 	if (!k)
@@ -217,6 +223,17 @@ static void file_sink_abort(struct vdk_sink *k)
 		unlink(f->tmp);
 }
 
+/* The file that names the companions goes first: a descriptor never
+ * outlives its extent files. */
+static void file_sink_withdraw(struct vdk_sink *k)
+{
+	struct sink_file *f = k->priv;
+	unlink(k->name);
+	for (size_t i = 0; i < f->nrelated; i++)
+		vdk_sink_withdraw(f->related[i]);
+	vdk_fsync_dir_of(k->name);
+}
+
 static void file_sink_close(struct vdk_sink *k)
 {
 	struct sink_file *f = k->priv;
@@ -242,6 +259,7 @@ static const struct vdk_sink_ops file_sink_ops = {
     .abort = file_sink_abort,
     .close = file_sink_close,
     .open_related = file_sink_open_related,
+    .withdraw = file_sink_withdraw,
 };
 
 int vdk_sink_create_file(const char *path, struct vdk_sink **out, struct vdk_err *e)

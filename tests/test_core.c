@@ -173,6 +173,22 @@ static void test_sink_file(void)
 	CHECK(vdk_sink_clone(k, 0, 0, 0, 4096, VDK_CLONE_NEVER, &e) == -EOPNOTSUPP,
 	      "--clone=never declines to share");
 	vdk_sink_close(k);
+	/* An output with a companion (descriptor + extent) that failed its
+	 * verification after the commit: both go. */
+	char q[512];
+	struct vdk_sink *c = NULL;
+	snprintf(q, sizeof(q), "%s/out-flat.img", tmpdir);
+	CHECK(vdk_sink_create_file(p, &k, &e) == 0 &&
+	          vdk_sink_open_related(k, "out-flat.img", &c, &e) == 0,
+	      "output with a companion file");
+	vdk_sink_pwrite(c, "data", 4, 0, &e);
+	vdk_sink_pwrite(k, "desc", 4, 0, &e);
+	CHECK(vdk_sink_commit(k, &e) == 0 && access(p, F_OK) == 0 && access(q, F_OK) == 0,
+	      "commit puts both in place");
+	vdk_sink_withdraw(k);
+	vdk_sink_close(k);
+	CHECK(access(p, F_OK) != 0 && access(q, F_OK) != 0,
+	      "withdrawing a committed output removes it and its companion");
 }
 
 /* A raw image in memory with data, zero runs and a tail. */

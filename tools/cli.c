@@ -212,19 +212,19 @@ int cli_job_run(struct cli_job *j, struct vdk_convert_stats *st, struct vdk_err 
 	int r = vdk_image_open_path(j->src, j->src_fmt, &j->open, &in, e);
 	if (r)
 		return r;
-	struct vdk_sink *sink;
+	struct vdk_sink *sink = NULL;
 	r = to_stdout ? vdk_sink_open_stream(1, "(stdout)", &sink, e)
 	              : vdk_sink_create_file(j->dst, &sink, e);
-	if (!r) {
+	if (!r)
 		r = cli_job_convert(j, in, sink, st, e);
-		vdk_sink_close(sink); /* removes the temporary output unless committed */
-	}
 	vdk_image_close(in);
 	if (!r && j->verify && !to_stdout) {
 		r = cli_job_verify(j, st, e);
-		if (r)
-			unlink(j->dst); /* never leave a wrong output looking valid */
+		if (r) /* never leave a wrong output looking valid, extents too */
+			vdk_sink_withdraw(sink);
 	}
+	if (sink)
+		vdk_sink_close(sink); /* removes the temporary output unless committed */
 	return r;
 }
 
