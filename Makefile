@@ -81,6 +81,20 @@ fuzz/bin/replay_%: fuzz/fuzz_%.c fuzz/replay.c $(ASAN_OBJ)
 	@echo "  LD-SAN  $@"
 	@$(CC) $(ALL_CFLAGS) -O1 $(SAN) -o $@ $^ $(LIBS)
 
+# The tests that run threads (pipeline workers, the OVA digest thread)
+# again under ThreadSanitizer, run by `make check`.
+TSAN_BIN := bin/tsan/test_core bin/tsan/test_ova_vsrc
+TSAN_OBJ := $(LIB_SRC:%.c=obj-tsan/%.o)
+TSAN := -fsanitize=thread -fno-omit-frame-pointer
+obj-tsan/%.o: %.c | deps
+	@mkdir -p $(dir $@)
+	@echo "  CC-TSAN $<"
+	@$(FUZZ_CC) $(filter-out -MMD -MP,$(ALL_CFLAGS)) -O1 $(TSAN) -c $< -o $@
+bin/tsan/%: tests/%.c $(TSAN_OBJ)
+	@mkdir -p bin/tsan
+	@echo "  LD-TSAN $@"
+	@$(FUZZ_CC) $(filter-out -MMD -MP,$(ALL_CFLAGS)) -O1 $(TSAN) -o $@ $^ $(LIBS)
+
 # libFuzzer builds (clang).
 FUZZ_CC ?= clang
 FUZZ_FLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
@@ -98,7 +112,7 @@ fuzz: $(FUZZ_BIN)
 	  $$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
 	    -artifact_prefix=fuzz/crashers/$$n/ fuzz/work/$$n fuzz/corpus/$$n || exit 1; done
 
-check: all test-deps $(TEST_BIN) $(REPLAY_BIN)
+check: all test-deps $(TEST_BIN) $(REPLAY_BIN) $(TSAN_BIN)
 	@tests/run.sh
 
 demo: all test-deps
@@ -117,7 +131,7 @@ format:
 	clang-format -i convert/*.[ch] formats/*.[ch] tools/*.[ch] tests/*.[ch] fuzz/*.c
 
 clean:
-	rm -rf bin obj obj-asan obj-fuzz fuzz/bin
+	rm -rf bin obj obj-asan obj-tsan obj-fuzz fuzz/bin
 
 -include $(shell find obj obj-asan -name '*.d' 2>/dev/null)
 
