@@ -81,6 +81,9 @@ void vdk_src_close(struct vdk_src *s);
  * it was opened (someone is still writing it), so a conversion never
  * trusts a moving source. 0 for sources that are not files. */
 int vdk_src_check_unchanged(struct vdk_src *s, struct vdk_err *e);
+/* After the caller itself rewrote the file (check -r): its size and mtime
+ * now are the ones to compare against. */
+void vdk_src_restat(struct vdk_src *s);
 /* Where the file under s has data in [off, end) (source offsets, end
  * clipped to the size): *data is the first data byte (end if none) and
  * *hole the first hole after it. -1 when the source is not a file or its

@@ -293,6 +293,15 @@ int vdk_src_check_unchanged(struct vdk_src *s, struct vdk_err *e)
 	return 0;
 }
 
+void vdk_src_restat(struct vdk_src *s)
+{
+	struct stat st;
+	if (s->ops != &file_ops || fstat(s->fd, &st) != 0 || !S_ISREG(st.st_mode))
+		return;
+	s->size = (uint64_t)st.st_size;
+	s->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+}
+
 /* Memory ------------------------------------------------------------ */
 
 static int mem_pread(struct vdk_src *s, void *buf, size_t len, uint64_t off, struct vdk_err *e)

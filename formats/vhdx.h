@@ -114,6 +114,11 @@ int vhdx_log_load(struct vdk_image *img, struct vdk_err *e);
  * end up to fsize, then every log write over the range. */
 int vhdx_fread(struct vdk_image *img, void *buf, size_t len, uint64_t off, struct vdk_err *e);
 bool vhdx_log_touches(const struct vhdx_state *s, uint64_t off, uint64_t len);
+/* Apply one replayed write to buf, which holds [off, off+len) of the file. */
+int vhdx_log_apply(struct vdk_image *img, const struct vhdx_op *op, uint8_t *buf, size_t len,
+                   uint64_t off, struct vdk_err *e);
+/* vhdx_repair.c: check -r writes the replayed log into the file. */
+int vhdx_log_commit(struct vdk_image *img, struct vdk_err *e);
 
 /* vhdx_bat.c */
 int vhdx_bat_load(struct vdk_image *img, struct vdk_err *e);

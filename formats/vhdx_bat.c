@@ -303,7 +303,6 @@ __attribute__((format(printf, 2, 3))) static void vhdx_note(struct vdk_check *r,
 int vhdx_check(struct vdk_image *img, struct vdk_check *r, bool repair, struct vdk_err *e)
 {
 	struct vhdx_state *s = img->state;
-	(void)e;
 	struct vhdx_span *v = malloc((s->bat_entries + 4) * sizeof(*v));
 	if (!v)
 		return -ENOMEM;
@@ -328,13 +327,20 @@ int vhdx_check(struct vdk_image *img, struct vdk_check *r, bool repair, struct v
 			          (unsigned long long)v[i - 1].off, (unsigned long long)v[i].off);
 		}
 	free(v);
-	if (s->nops) {
+	if (vhdx_guid_is_zero(s->log_guid))
+		return 0;
+	if (!repair) {
 		vhdx_note(r,
 		          "the log holds %llu entries (sequence %llu) not yet replayed into "
-		          "the file; they were applied in memory\n",
+		          "the file; they were applied in memory (check -r writes them)\n",
 		          (unsigned long long)s->log_nentries, (unsigned long long)s->log_head_seq);
-		if (repair)
-			vhdx_note(r, "replaying the log into the file is not supported\n");
+		return 0;
 	}
+	int rc = vhdx_log_commit(img, e);
+	if (rc)
+		return rc;
+	r->fixed++;
+	vhdx_note(r, "replayed %llu log entries (sequence %llu) into the file\n",
+	          (unsigned long long)s->log_nentries, (unsigned long long)s->log_head_seq);
 	return 0;
 }

@@ -266,8 +266,8 @@ bool vhdx_log_touches(const struct vhdx_state *s, uint64_t off, uint64_t len)
 }
 
 /* Apply one replayed write to buf, which holds [off, off+len) of the file. */
-static int vhdx_apply_op(struct vdk_image *img, const struct vhdx_op *op, uint8_t *buf, size_t len,
-                         uint64_t off, struct vdk_err *e)
+int vhdx_log_apply(struct vdk_image *img, const struct vhdx_op *op, uint8_t *buf, size_t len,
+                   uint64_t off, struct vdk_err *e)
 {
 	uint64_t lo = VDK_MAX(off, op->off), hi = VDK_MIN(off + len, op->off + op->len);
 	if (lo >= hi)
@@ -314,7 +314,7 @@ int vhdx_fread(struct vdk_image *img, void *buf, size_t len, uint64_t off, struc
 	if (!vhdx_log_touches(s, off, len))
 		return 0;
 	for (size_t i = 0; i < s->nops; i++) {
-		int r = vhdx_apply_op(img, &s->ops[i], buf, len, off, e);
+		int r = vhdx_log_apply(img, &s->ops[i], buf, len, off, e);
 		if (r < 0)
 			return r;
 	}

@@ -291,6 +291,72 @@ static void test_log(void)
 	free(f);
 }
 
+/* check -r: the log written into a real file, or refused untouched. */
+static bool repair_file(const uint8_t *f, size_t len, char *path, struct vdk_err *e)
+{
+	strcpy(path, "/tmp/vdk-test-vhdx-XXXXXX");
+	int fd = mkstemp(path);
+	bool ok = fd >= 0 && write(fd, f, len) == (ssize_t)len;
+	if (fd >= 0)
+		close(fd);
+	struct vdk_image *img;
+	struct vdk_check res = {0};
+	vdk_err_clear(e);
+	if (!ok || vdk_image_open_path(path, "vhdx", NULL, &img, e) != 0)
+		return false;
+	ok = img->fmt->check(img, &res, true, e) == 0 && res.fixed == 1;
+	vdk_image_close(img);
+	return ok;
+}
+
+static void test_log_repair(void)
+{
+	struct wr w[] = {{0, MiB, 1}, {MiB, MiB, 2}};
+	size_t len;
+	uint8_t *f = build(2 * MiB, "block_size=1M", w, 2, &len);
+	uint32_t blen;
+	uint64_t bat = region(f, 0, &blen);
+	uint64_t log_off = vdk_le64(f + 64 * 1024 + 72);
+	uint64_t b1 = vdk_le64(f + bat + 8) & ~(MiB - 1ull);
+	uint8_t sector[4096];
+	memcpy(sector, f + bat, 4096);
+	vdk_put_le64(sector, b1 | 6);
+	static const uint8_t guid[16] = {9, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+	put_log_entry(f, log_off, guid, 7, len, bat, sector, b1, 4096);
+	set_log_guid(f, guid);
+	uint8_t *x = expect(2 * MiB, w, 2);
+	memset(x + MiB, 0, 4096);
+	memcpy(x, x + MiB, MiB);
+
+	char path[64];
+	struct vdk_err e;
+	struct vdk_image *img = NULL;
+	CHECK(repair_file(f, len, path, &e), "check -r replays the log into the file: %s", e.msg);
+	int r = vdk_image_open_path(path, "vhdx", NULL, &img, &e);
+	CHECK(r == 0 && !img->dirty && reads_as(img, x, 2 * MiB),
+	      "reopened, it has no log and reads as the replay did");
+	if (r == 0)
+		vdk_image_close(img);
+	unlink(path);
+
+	/* A log that writes into header 1 is not replayed, and nothing changes. */
+	put_log_entry(f, log_off, guid, 7, len, 64 * 1024, sector, b1, 4096);
+	CHECK(!repair_file(f, len, path, &e) && strstr(e.msg, "header area"),
+	      "a log writing into the header area is refused: %s", e.msg);
+	size_t got = 0;
+	uint8_t *after = malloc(len);
+	int fd = open(path, O_RDONLY);
+	if (fd >= 0 && after)
+		got = (size_t)read(fd, after, len);
+	if (fd >= 0)
+		close(fd);
+	CHECK(got == len && memcmp(after, f, len) == 0, "and the file is byte-unchanged");
+	unlink(path);
+	free(after);
+	free(x);
+	free(f);
+}
+
 /* Differencing ------------------------------------------------------------ */
 
 static void put_utf16(uint8_t *p, const char *s)
@@ -516,6 +582,7 @@ int main(void)
 	test_roundtrip("subformat=fixed", 8 * MiB, true);
 	test_bad();
 	test_log();
+	test_log_repair();
 	test_diff();
 	test_clone();
 	test_opts();
