@@ -239,28 +239,51 @@ static void set_log_guid(uint8_t *f, const uint8_t guid[16])
 	}
 }
 
-static void test_log(void)
+/* A 2 MiB VHDX (two 1 MiB blocks) whose log points block 0 at block 1's
+ * data and zeroes block 1's first 4 KiB; want is what a replay reads. */
+struct logged {
+	uint8_t *f, *want, *orig;
+	size_t len;
+	uint64_t log_off, b1;
+	uint8_t sector[4096];
+};
+
+static const uint8_t log_guid[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+
+static void logged_build(struct logged *l)
 {
 	struct wr w[] = {{0, MiB, 1}, {MiB, MiB, 2}};
-	size_t len;
-	uint8_t *f = build(2 * MiB, "block_size=1M", w, 2, &len);
+	l->f = build(2 * MiB, "block_size=1M", w, 2, &l->len);
 	uint32_t blen;
-	uint64_t bat = region(f, 0, &blen);
-	uint64_t log_off = vdk_le64(f + 64 * 1024 + 72);
-	uint64_t b1 = vdk_le64(f + bat + 8) & ~(MiB - 1ull);
-	/* the log points block 0 at block 1's data and zeroes its first 4 KiB */
-	uint8_t sector[4096];
-	memcpy(sector, f + bat, 4096);
-	vdk_put_le64(sector, b1 | 6);
-	static const uint8_t guid[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
-	put_log_entry(f, log_off, guid, 7, len, bat, sector, b1, 4096);
-	set_log_guid(f, guid);
+	uint64_t bat = region(l->f, 0, &blen);
+	l->log_off = vdk_le64(l->f + 64 * 1024 + 72);
+	l->b1 = vdk_le64(l->f + bat + 8) & ~(MiB - 1ull);
+	memcpy(l->sector, l->f + bat, 4096);
+	vdk_put_le64(l->sector, l->b1 | 6);
+	put_log_entry(l->f, l->log_off, log_guid, 7, l->len, bat, l->sector, l->b1, 4096);
+	set_log_guid(l->f, log_guid);
+	l->orig = expect(2 * MiB, w, 2);
+	l->want = expect(2 * MiB, w, 2);
+	memset(l->want + MiB, 0, 4096);
+	memcpy(l->want, l->want + MiB, MiB);
+}
+
+static void logged_free(struct logged *l)
+{
+	free(l->f);
+	free(l->want);
+	free(l->orig);
+}
+
+static void test_log(void)
+{
+	struct logged l;
+	logged_build(&l);
+	uint8_t *f = l.f, *x = l.want;
+	size_t len = l.len;
+	uint64_t log_off = l.log_off;
 	uint8_t *copy = malloc(len);
 	memcpy(copy, f, len);
-
-	uint8_t *x = expect(2 * MiB, w, 2);
-	memset(x + MiB, 0, 4096);
-	memcpy(x, x + MiB, MiB);
 	struct vdk_image *img;
 	struct vdk_err e;
 	int r = open_mem(f, len, &img, &e);
@@ -280,15 +303,12 @@ static void test_log(void)
 	/* a damaged entry is not part of any sequence: nothing to replay */
 	f[log_off + 4096 + 100] ^= 1;
 	r = open_mem(f, len, &img, &e);
-	uint8_t *orig = expect(2 * MiB, w, 2);
-	CHECK(r == 0 && !img->dirty && reads_as(img, orig, 2 * MiB),
+	CHECK(r == 0 && !img->dirty && reads_as(img, l.orig, 2 * MiB),
 	      "a log entry with a bad CRC is ignored: %s", e.msg);
 	if (r == 0)
 		vdk_image_close(img);
-	free(orig);
-	free(x);
 	free(copy);
-	free(f);
+	logged_free(&l);
 }
 
 /* check -r: the log written into a real file, or refused untouched. */
@@ -311,23 +331,10 @@ static bool repair_file(const uint8_t *f, size_t len, char *path, struct vdk_err
 
 static void test_log_repair(void)
 {
-	struct wr w[] = {{0, MiB, 1}, {MiB, MiB, 2}};
-	size_t len;
-	uint8_t *f = build(2 * MiB, "block_size=1M", w, 2, &len);
-	uint32_t blen;
-	uint64_t bat = region(f, 0, &blen);
-	uint64_t log_off = vdk_le64(f + 64 * 1024 + 72);
-	uint64_t b1 = vdk_le64(f + bat + 8) & ~(MiB - 1ull);
-	uint8_t sector[4096];
-	memcpy(sector, f + bat, 4096);
-	vdk_put_le64(sector, b1 | 6);
-	static const uint8_t guid[16] = {9, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
-	put_log_entry(f, log_off, guid, 7, len, bat, sector, b1, 4096);
-	set_log_guid(f, guid);
-	uint8_t *x = expect(2 * MiB, w, 2);
-	memset(x + MiB, 0, 4096);
-	memcpy(x, x + MiB, MiB);
-
+	struct logged l;
+	logged_build(&l);
+	uint8_t *f = l.f, *x = l.want;
+	size_t len = l.len;
 	char path[64];
 	struct vdk_err e;
 	struct vdk_image *img = NULL;
@@ -340,7 +347,7 @@ static void test_log_repair(void)
 	unlink(path);
 
 	/* A log that writes into header 1 is not replayed, and nothing changes. */
-	put_log_entry(f, log_off, guid, 7, len, 64 * 1024, sector, b1, 4096);
+	put_log_entry(f, l.log_off, log_guid, 7, len, 64 * 1024, l.sector, l.b1, 4096);
 	CHECK(!repair_file(f, len, path, &e) && strstr(e.msg, "header area"),
 	      "a log writing into the header area is refused: %s", e.msg);
 	size_t got = 0;
@@ -353,8 +360,7 @@ static void test_log_repair(void)
 	CHECK(got == len && memcmp(after, f, len) == 0, "and the file is byte-unchanged");
 	unlink(path);
 	free(after);
-	free(x);
-	free(f);
+	logged_free(&l);
 }
 
 /* Differencing ------------------------------------------------------------ */
