@@ -210,12 +210,16 @@ int ova_member_src(struct ova_pkg *p, int idx, struct vdk_src **out, struct vdk_
 /* ova_vsrc.c: the source ova unpack converts from: file f's member (or
  * chunked members, concatenated), hashed for the manifest as it is read
  * when verify is set. finish hashes what the reader skipped and names the
- * first member whose digest differs (*bad), or leaves *bad NULL;
- * *reread counts bytes read only to be hashed. */
+ * first member whose digest differs (*bad), or leaves *bad NULL. */
 struct ova_file;
+struct ova_vsrc_stats {
+	uint64_t file_reads, file_bytes; /* read-ahead and hole requests */
+	uint64_t reread;                 /* bytes read only to be hashed */
+};
 int ova_vsrc_open(struct ova_pkg *p, const struct ova_file *f, bool verify, struct vdk_src **out,
                   struct vdk_err *e);
-int ova_vsrc_finish(struct vdk_src *s, const char **bad, uint64_t *reread, struct vdk_err *e);
+int ova_vsrc_finish(struct vdk_src *s, const char **bad, struct ova_vsrc_stats *st,
+                    struct vdk_err *e);
 /* The inventory `ova list` prints. */
 struct vdk_json *ova_pkg_inventory(const struct ova_pkg *p);
 void ova_pkg_inventory_into(const struct ova_pkg *p, struct vdk_json *obj);

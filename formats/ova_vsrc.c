@@ -39,6 +39,10 @@
  * re-reads nothing. */
 #define VS_SMALL_GAP (4u << 10)
 #define VS_NIV       64
+/* Read-ahead: the member is read in requests of this size (NFS shares want
+ * large sequential reads, not one per grain) and readers are served from
+ * the ring; a read more than half a ring ahead is done on its own. */
+#define VS_RA (1u << 20)
 /* Past this much stashed data, holes are filled by reading them so memory
  * stays bounded; past the hard limit, reads are dropped and read again. */
 #define VS_STASH_SOFT (8u << 20)
@@ -78,7 +82,8 @@ struct vs {
 	size_t niv;
 	struct vs_stash *stash;
 	size_t nstash, stash_bytes;
-	uint64_t reread; /* bytes read only to be hashed */
+	uint64_t hiwater; /* end of the highest range ever put in the ring */
+	struct ova_vsrc_stats st;
 	/* The digest: only the holder of the token touches hpos and parts[].h. */
 	bool htoken, hidle, hstop, hth_on;
 	pthread_t hth;
@@ -201,6 +206,7 @@ static void vs_digest_stop(struct vs *v)
 
 static void vs_ring_copy(struct vs *v, uint64_t off, const uint8_t *buf, size_t len)
 {
+	v->hiwater = VDK_MAX(v->hiwater, off + len);
 	while (len) {
 		size_t at = (size_t)(off % VS_RING);
 		size_t n = VDK_MIN(len, VS_RING - at);
@@ -212,9 +218,11 @@ static void vs_ring_copy(struct vs *v, uint64_t off, const uint8_t *buf, size_t 
 }
 
 /* Read [off, off+len) of the member into its place in the ring. */
-static int vs_ring_read(struct vs *v, uint64_t off, size_t len, struct vdk_err *e)
+static int vs_ring_fetch(struct vs *v, uint64_t off, size_t len, struct vdk_err *e)
 {
-	v->reread += len;
+	v->hiwater = VDK_MAX(v->hiwater, off + len);
+	v->st.file_reads++;
+	v->st.file_bytes += len;
 	while (len) {
 		size_t at = (size_t)(off % VS_RING);
 		size_t n = VDK_MIN(len, VS_RING - at);
@@ -225,6 +233,13 @@ static int vs_ring_read(struct vs *v, uint64_t off, size_t len, struct vdk_err *
 		len -= n;
 	}
 	return 0;
+}
+
+/* The same for bytes no reader asked for, read only to be hashed. */
+static int vs_ring_read(struct vs *v, uint64_t off, size_t len, struct vdk_err *e)
+{
+	v->st.reread += len;
+	return vs_ring_fetch(v, off, len, e);
 }
 
 /* Record [a, b) as filled; false when the list is full. */
@@ -366,13 +381,78 @@ static int vs_settle(struct vs *v, struct vdk_err *e)
 	return r;
 }
 
+/* Under mu: read ahead until the contiguous prefix reaches `to`, in
+ * VS_RA-aligned requests as far as the window allows. */
+static int vs_readahead(struct vs *v, uint64_t to, struct vdk_err *e)
+{
+	uint64_t target = VDK_MIN(vdk_round_up(VDK_MAX(to, v->rtail + VS_RA), VS_RA), v->size);
+	while (v->rtail < to) {
+		if (!v->hashing)
+			v->rhead = v->rtail; /* nothing to hash: the whole ring is free */
+		uint64_t room = v->rhead + VS_RING - v->rtail;
+		if (room < VDK_MIN((uint64_t)VS_RA, VDK_MAX(target, to) - v->rtail)) {
+			vs_make_room(v); /* whole VS_RA requests, not what fits */
+			continue;
+		}
+		uint64_t end = VDK_MIN(VDK_MAX(target, to), v->rtail + room);
+		int r = vs_ring_fetch(v, v->rtail, (size_t)(end - v->rtail), e);
+		if (r < 0)
+			return r;
+		v->rtail = end; /* what was placed beyond it merges in vs_advance */
+		if (v->hashing && (r = vs_advance(v, e)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Under mu: serve a read from the ring, reading ahead if it continues
+ * the member. 1 when served, 0 when the caller must read it itself. */
+static int vs_serve(struct vs *v, void *buf, size_t len, uint64_t off, struct vdk_err *e)
+{
+	if (off + len > v->size || len > VS_RING / 4)
+		return 0;
+	if (off + len > v->rtail) {
+		if (off + len > v->rtail + VS_RING / 2)
+			return 0;
+		int r = vs_readahead(v, off + len, e);
+		if (r < 0)
+			return r;
+	}
+	/* Ring slots are reused once a range VS_RING further on is put in. */
+	if (off + VS_RING < v->hiwater)
+		return 0;
+	uint8_t *p = buf;
+	for (uint64_t o = off; o < off + len;) {
+		size_t at = (size_t)(o % VS_RING);
+		size_t n = (size_t)VDK_MIN(off + len - o, (uint64_t)(VS_RING - at));
+		memcpy(p, v->ring + at, n);
+		p += n;
+		o += n;
+	}
+	return 1;
+}
+
 static int vs_pread(struct vdk_src *s, void *buf, size_t len, uint64_t off, struct vdk_err *e)
 {
 	struct vs *v = s->priv;
-	int r = vs_read_parts(v, buf, len, off, e);
-	if (r < 0 || !v->hashing)
-		return r;
 	pthread_mutex_lock(&v->mu);
+	int r = vs_serve(v, buf, len, off, e);
+	if (r > 0)
+		r = v->hashing ? vs_settle(v, e) : 0;
+	else if (r == 0)
+		r = 1; /* not served */
+	pthread_mutex_unlock(&v->mu);
+	if (r <= 0)
+		return r;
+	/* Far ahead of the ring (a footer), behind it, or large: read alone. */
+	r = vs_read_parts(v, buf, len, off, e);
+	pthread_mutex_lock(&v->mu);
+	v->st.file_reads++;
+	v->st.file_bytes += len;
+	if (r < 0 || !v->hashing) {
+		pthread_mutex_unlock(&v->mu);
+		return r;
+	}
 	for (size_t o = 0; o < len; o += VS_RING / 4)
 		vs_place(v, (const uint8_t *)buf + o, VDK_MIN(len - o, VS_RING / 4), off + o, true);
 	r = vs_settle(v, e);
@@ -430,10 +510,10 @@ static int vs_add_part(struct vs *v, struct ova_pkg *p, int idx, const char *nam
 
 static int vs_start(struct vs *v, const char *name, struct vdk_err *e)
 {
-	if (!v->hashing)
-		return 0;
 	if (!(v->ring = malloc(VS_RING)))
 		return vdk_ioerr(e, ENOMEM, name, "out of memory");
+	if (!v->hashing)
+		return 0;
 	/* Without the thread, readers hash everything (vs_settle). */
 	v->hth_on = pthread_create(&v->hth, NULL, vs_digest_main, v) == 0;
 	return 0;
@@ -486,12 +566,13 @@ int ova_vsrc_open(struct ova_pkg *p, const struct ova_file *f, bool verify, stru
 	return 0;
 }
 
-int ova_vsrc_finish(struct vdk_src *s, const char **bad, uint64_t *reread, struct vdk_err *e)
+int ova_vsrc_finish(struct vdk_src *s, const char **bad, struct ova_vsrc_stats *st,
+                    struct vdk_err *e)
 {
 	struct vs *v = s->priv;
 	*bad = NULL;
-	if (reread)
-		*reread = 0;
+	if (st)
+		*st = v->st;
 	if (!v->hashing)
 		return 0;
 	int r = 0;
@@ -507,8 +588,8 @@ int ova_vsrc_finish(struct vdk_src *s, const char **bad, uint64_t *reread, struc
 	for (size_t i = 0; r == 0 && i < v->nparts; i++)
 		if (v->parts[i].h && !v->parts[i].done) /* empty members */
 			vs_part_final(v, i);
-	if (reread)
-		*reread = v->reread;
+	if (st)
+		*st = v->st;
 	if (r == 0 && v->bad_part >= 0)
 		*bad = v->parts[v->bad_part].want->name;
 	return r;
