@@ -86,10 +86,10 @@ int vdk_src_check_unchanged(struct vdk_src *s, struct vdk_err *e);
 void vdk_src_restat(struct vdk_src *s);
 /* Where the file under s has data in [off, end) (source offsets, end
  * clipped to the size): *data is the first data byte (end if none) and
- * *hole the first hole after it. -1 when the source is not a file or its
- * filesystem cannot tell: then all of it is data. */
-int vdk_src_next_data(const struct vdk_src *s, uint64_t off, uint64_t end, uint64_t *data,
-                      uint64_t *hole);
+ * *hole the first hole after it. When the source is not a file or its
+ * filesystem cannot tell, all of it is data (*data = off, *hole = end). */
+void vdk_src_next_data(const struct vdk_src *s, uint64_t off, uint64_t end, uint64_t *data,
+                       uint64_t *hole);
 
 /* Helper for implementations: allocate a source with its name. */
 struct vdk_src *vdk_src_alloc(const struct vdk_src_ops *ops, const char *name);

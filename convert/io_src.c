@@ -11,6 +11,11 @@
 #include "io.h"
 #include "util.h"
 
+static int64_t io_mtime_ns(const struct stat *st)
+{
+	return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
 struct vdk_src *vdk_src_alloc(const struct vdk_src_ops *ops, const char *name)
 {
 	struct vdk_src *s = calloc(1, sizeof(*s));
@@ -142,7 +147,7 @@ static int src_from_fd(int fd, const char *name, const char *dir, bool own, stru
 	s->fd = fd;
 	s->dev = st.st_dev;
 	s->ino = st.st_ino;
-	s->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	s->mtime_ns = io_mtime_ns(&st);
 	s->size = (uint64_t)st.st_size;
 	if (S_ISBLK(st.st_mode)) {
 		off_t end = lseek(fd, 0, SEEK_END);
@@ -283,8 +288,7 @@ int vdk_src_check_unchanged(struct vdk_src *s, struct vdk_err *e)
 	struct stat st;
 	if (s->ops != &file_ops || fstat(s->fd, &st) != 0 || !S_ISREG(st.st_mode))
 		return 0;
-	int64_t mt = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-	if ((uint64_t)st.st_size != s->size || mt != s->mtime_ns)
+	if ((uint64_t)st.st_size != s->size || io_mtime_ns(&st) != s->mtime_ns)
 		return vdk_err_set(
 		    e, VDK_E_INPUT, EBUSY, s->name, NULL, VDK_NO_OFFSET,
 		    "changed while being read (size %llu -> %llu): is it still being "
@@ -299,7 +303,7 @@ void vdk_src_restat(struct vdk_src *s)
 	if (s->ops != &file_ops || fstat(s->fd, &st) != 0 || !S_ISREG(st.st_mode))
 		return;
 	s->size = (uint64_t)st.st_size;
-	s->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	s->mtime_ns = io_mtime_ns(&st);
 }
 
 /* Memory ------------------------------------------------------------ */
@@ -438,23 +442,26 @@ int vdk_src_open_stream(int fd, const char *name, struct vdk_src **out, struct v
 	return 0;
 }
 
-int vdk_src_next_data(const struct vdk_src *s, uint64_t off, uint64_t end, uint64_t *data,
-                      uint64_t *hole)
+void vdk_src_next_data(const struct vdk_src *s, uint64_t off, uint64_t end, uint64_t *data,
+                       uint64_t *hole)
 {
-	if (s->fd < 0 || s->size == VDK_SIZE_UNKNOWN)
-		return -1;
-	end = VDK_MIN(end, s->size);
-	*data = *hole = end;
-	if (off >= end)
-		return 0;
+	if (s->size != VDK_SIZE_UNKNOWN)
+		end = VDK_MIN(end, s->size);
+	/* Unless the filesystem says otherwise, all of it is data. */
+	*data = VDK_MIN(off, end);
+	*hole = end;
+	if (s->fd < 0 || s->size == VDK_SIZE_UNKNOWN || off >= end)
+		return;
 	off_t d = lseek(s->fd, (off_t)(s->fd_off + off), SEEK_DATA);
-	if (d < 0)
-		return errno == ENXIO ? 0 : -1; /* ENXIO: only a hole up to EOF */
+	if (d < 0) {
+		if (errno == ENXIO) /* only a hole up to EOF */
+			*data = end;
+		return;
+	}
 	*data = VDK_MIN((uint64_t)d - s->fd_off, end);
 	if (*data >= end)
-		return 0;
+		return;
 	off_t h = lseek(s->fd, (off_t)(s->fd_off + *data), SEEK_HOLE);
 	if (h >= 0 && (uint64_t)h - s->fd_off > *data)
 		*hole = VDK_MIN((uint64_t)h - s->fd_off, end);
-	return 0;
 }

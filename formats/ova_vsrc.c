@@ -2,15 +2,17 @@
  * place, whose bytes go into the manifest digest as the conversion reads
  * them, so each byte is read from the package once.
  *
- * Readers (the pipeline's workers) read grains slightly out of file order,
- * and the stream VMDK reader reads its footer first. Every byte a reader
- * gets is placed, by its offset in the member, into a ring that covers the
- * next VS_RING bytes after the hashed position; the filled ranges beyond
- * the contiguous prefix are a short interval list. Reads beyond the ring
- * are kept aside (the stash) until it reaches them. Bytes nobody reads
- * (sector padding after a grain, metadata the reader skips) are read
- * once more just to be hashed: at once when the hole is small, later when
- * memory asks for it or at the end.
+ * The member is read ahead in VS_RA requests into a ring that covers the
+ * next VS_RING bytes after the hashed position, and the readers (the
+ * pipeline's workers, reading grains slightly out of file order) are
+ * served from it; the digest hashes the same bytes. A read far ahead (the
+ * stream VMDK reader's footer, read first) or behind the ring is done on
+ * its own and placed by its offset: into the ring when it fits, with the
+ * filled ranges beyond the contiguous prefix kept as a short interval
+ * list, or aside (the stash) until the ring reaches it. Bytes nobody read
+ * (holes between such placed reads) are read once more just to be hashed:
+ * at once when the hole is small, later when memory asks for it or at the
+ * end.
  *
  * The digest itself runs on a thread of its own at idle priority; see
  * vs_digest_main for why. */
@@ -385,16 +387,17 @@ static int vs_settle(struct vs *v, struct vdk_err *e)
  * VS_RA-aligned requests as far as the window allows. */
 static int vs_readahead(struct vs *v, uint64_t to, struct vdk_err *e)
 {
+	/* to <= size (vs_serve), so target >= to */
 	uint64_t target = VDK_MIN(vdk_round_up(VDK_MAX(to, v->rtail + VS_RA), VS_RA), v->size);
 	while (v->rtail < to) {
 		if (!v->hashing)
 			v->rhead = v->rtail; /* nothing to hash: the whole ring is free */
 		uint64_t room = v->rhead + VS_RING - v->rtail;
-		if (room < VDK_MIN((uint64_t)VS_RA, VDK_MAX(target, to) - v->rtail)) {
+		if (room < VDK_MIN((uint64_t)VS_RA, target - v->rtail)) {
 			vs_make_room(v); /* whole VS_RA requests, not what fits */
 			continue;
 		}
-		uint64_t end = VDK_MIN(VDK_MAX(target, to), v->rtail + room);
+		uint64_t end = VDK_MIN(target, v->rtail + room);
 		int r = vs_ring_fetch(v, v->rtail, (size_t)(end - v->rtail), e);
 		if (r < 0)
 			return r;
@@ -436,14 +439,11 @@ static int vs_pread(struct vdk_src *s, void *buf, size_t len, uint64_t off, stru
 {
 	struct vs *v = s->priv;
 	pthread_mutex_lock(&v->mu);
-	int r = vs_serve(v, buf, len, off, e);
-	if (r > 0)
-		r = v->hashing ? vs_settle(v, e) : 0;
-	else if (r == 0)
-		r = 1; /* not served */
+	int served = vs_serve(v, buf, len, off, e);
+	int r = served > 0 && v->hashing ? vs_settle(v, e) : 0;
 	pthread_mutex_unlock(&v->mu);
-	if (r <= 0)
-		return r;
+	if (served != 0)
+		return served < 0 ? served : r;
 	/* Far ahead of the ring (a footer), behind it, or large: read alone. */
 	r = vs_read_parts(v, buf, len, off, e);
 	pthread_mutex_lock(&v->mu);

@@ -46,10 +46,7 @@ static int raw_extents(struct vdk_image *img, uint64_t off, uint64_t len, struct
 	while (off < end && !vdk_extents_full(out)) {
 		uint64_t d, h;
 		int r = 0;
-		if (vdk_src_next_data(s, off, end, &d, &h) < 0) {
-			d = off; /* no hole information: all of it is data */
-			h = end;
-		}
+		vdk_src_next_data(s, off, end, &d, &h);
 		if (d > off)
 			r = vdk_extents_add(out, off, d - off, VDK_EXT_ZERO, -1, 0);
 		if (!r && h > d)

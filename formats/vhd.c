@@ -563,12 +563,9 @@ static int vhd_fixed_extents(struct vdk_image *img, uint64_t off, uint64_t len,
 {
 	struct vdk_src *src = img->src;
 	uint64_t end = off + len, pos = off;
-	if (src->fd < 0)
-		return vhd_add(img, out, off, len, 0, off, e);
 	while (pos < end && !vdk_extents_full(out)) {
 		uint64_t data, hole;
-		if (vdk_src_next_data(src, pos, end, &data, &hole) < 0)
-			return vhd_add(img, out, pos, end - pos, 0, pos, e);
+		vdk_src_next_data(src, pos, end, &data, &hole);
 		int r = vhd_add(img, out, pos, data - pos, VDK_EXT_ZERO, pos, e);
 		if (!r && hole > data)
 			r = vhd_add(img, out, data, hole - data, 0, data, e);

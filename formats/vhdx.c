@@ -81,7 +81,7 @@ static bool vhdx_hdr_valid(const uint8_t *h)
 static int vhdx_check_log_region(struct vdk_image *img, struct vdk_err *e)
 {
 	struct vhdx_state *s = img->state;
-	uint64_t hoff = s->hdr_idx ? VHDX_HDR2_OFF : VHDX_HDR1_OFF;
+	uint64_t hoff = VHDX_HDR_OFF(s->hdr_idx);
 	if (s->log_len == 0)
 		return 0;
 	if (s->log_off % VHDX_MiB || s->log_off < VHDX_MiB || s->log_len % VHDX_MiB)
@@ -127,7 +127,7 @@ static int vhdx_read_headers(struct vdk_image *img, struct vdk_err *e)
 	s->log_len = vdk_le32(c + VHDX_H_LOGLEN);
 	s->log_off = vdk_le64(c + VHDX_H_LOGOFF);
 	if (vdk_le16(c + VHDX_H_LOGVER) != 0)
-		return UNSUP(img, (s->hdr_idx ? VHDX_HDR2_OFF : VHDX_HDR1_OFF) + VHDX_H_LOGVER,
+		return UNSUP(img, VHDX_HDR_OFF(s->hdr_idx) + VHDX_H_LOGVER,
 		             "log version %u (only 0 is defined)", vdk_le16(c + VHDX_H_LOGVER));
 	return vhdx_check_log_region(img, e);
 }

@@ -17,6 +17,7 @@
 #define VHDX_HDR1_OFF     (64 * VHDX_KiB)
 #define VHDX_HDR2_OFF     (128 * VHDX_KiB)
 #define VHDX_HDR_SIZE     (4 * VHDX_KiB)
+#define VHDX_HDR_OFF(i)   ((i) ? VHDX_HDR2_OFF : VHDX_HDR1_OFF) /* header 0 or 1 */
 #define VHDX_RT1_OFF      (192 * VHDX_KiB)
 #define VHDX_RT2_OFF      (256 * VHDX_KiB)
 #define VHDX_RT_SIZE      (64 * VHDX_KiB)

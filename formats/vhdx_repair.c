@@ -74,7 +74,7 @@ static int vhdx_write_ops(struct vdk_image *img, int fd, struct vdk_err *e)
 static int vhdx_write_header(struct vdk_image *img, int fd, uint8_t *h, unsigned slot, uint64_t seq,
                              struct vdk_err *e)
 {
-	uint64_t at = slot ? VHDX_HDR2_OFF : VHDX_HDR1_OFF;
+	uint64_t at = VHDX_HDR_OFF(slot);
 	vdk_put_le64(h + VHDX_H_SEQ, seq);
 	vdk_put_le32(h + VHDX_H_CRC, vhdx_crc(h, VHDX_HDR_SIZE, VHDX_H_CRC));
 	int r = vdk_pwrite_full(fd, h, VHDX_HDR_SIZE, at);
@@ -89,7 +89,7 @@ static int vhdx_clear_log_guid(struct vdk_image *img, int fd, struct vdk_err *e)
 {
 	const struct vhdx_state *s = img->state;
 	uint8_t h[VHDX_HDR_SIZE];
-	uint64_t at = s->hdr_idx ? VHDX_HDR2_OFF : VHDX_HDR1_OFF;
+	uint64_t at = VHDX_HDR_OFF(s->hdr_idx);
 	int r = vdk_src_pread(img->src, h, sizeof(h), at, e);
 	if (r < 0)
 		return r;

@@ -331,8 +331,7 @@ static int vmdk_map_flat(const struct vmdk_ext *x, uint64_t off, uint64_t rel, u
 	/* Thin flat files (vmfsThin, or copied off a datastore with holes
 	 * kept) read their holes as zeroes without reading them. */
 	uint64_t d, h;
-	if (vdk_src_next_data(x->src, at, at + *n, &d, &h) < 0)
-		return vdk_extents_add(out, off, *n, 0, x->src->fd, x->src->fd_off + at);
+	vdk_src_next_data(x->src, at, at + *n, &d, &h);
 	if (d > at) {
 		*n = d - at;
 		return vdk_extents_add(out, off, *n, VDK_EXT_ZERO, -1, 0);

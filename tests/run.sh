@@ -20,16 +20,12 @@ run_one() {
 	fi
 }
 only=${TESTS:-}
-for t in bin/tests/test_*; do
+# bin/tsan/ holds ThreadSanitizer builds: any race report fails the program.
+export TSAN_OPTIONS="halt_on_error=1 exitcode=66 ${TSAN_OPTIONS:-}"
+for t in bin/tests/test_* bin/tsan/test_*; do
 	[ -x "$t" ] || continue
 	[ -n "$only" ] && [[ ! "$t" =~ $only ]] && continue
 	run_one "$t" "$t"
-done
-# ThreadSanitizer builds: any race report fails the program.
-for t in bin/tsan/test_*; do
-	[ -x "$t" ] || continue
-	[ -n "$only" ] && [[ ! "$t" =~ $only ]] && continue
-	TSAN_OPTIONS="halt_on_error=1 exitcode=66 ${TSAN_OPTIONS:-}" run_one "$t" "$t"
 done
 for t in fuzz/bin/replay_*; do
 	[ -x "$t" ] || continue
