@@ -10,11 +10,11 @@ CC ?= cc
 PREFIX ?= /usr/local
 DESTDIR ?=
 FUZZ_SECONDS ?= 60
-PKGS := zlib libxml-2.0 libcrypto uuid libdeflate libzstd
+PKGS := zlib libxml-2.0 libcrypto uuid libdeflate libzstd libnbd libnfs libisal
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -pthread $(WARN) \
-	-Iconvert -Iformats -MMD -MP
+	-Iconvert -Iformats -Ipackage -Iremote -MMD -MP
 CFLAGS ?= -O2 -g
 # Recursive (=): evaluated after `deps` has installed what was missing.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
@@ -22,7 +22,7 @@ PKG_LIBS = $(shell pkg-config --libs $(PKGS))
 ALL_CFLAGS = $(BASE_CFLAGS) $(CFLAGS) $(PKG_CFLAGS)
 LIBS = $(PKG_LIBS) -pthread
 
-LIB_SRC := $(sort $(wildcard convert/*.c formats/*.c))
+LIB_SRC := $(sort $(wildcard convert/*.c formats/*.c package/*.c remote/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=obj/%.o)
 TOOL_COMMON := $(sort $(wildcard tools/cli*.c tools/cmd_*.c))
 TOOL_COMMON_OBJ := $(TOOL_COMMON:%.c=obj/%.o)
@@ -128,7 +128,7 @@ install: all
 	install -m 644 convert/*.h $(DESTDIR)$(PREFIX)/include/vdkit/
 
 format:
-	clang-format -i convert/*.[ch] formats/*.[ch] tools/*.[ch] tests/*.[ch] fuzz/*.c
+	clang-format -i convert/*.[ch] formats/*.[ch] package/*.[ch] remote/*.[ch] tools/*.[ch] tests/*.[ch] fuzz/*.c
 
 clean:
 	rm -rf bin obj obj-asan obj-tsan obj-fuzz fuzz/bin

@@ -8,11 +8,11 @@
 extern const struct vdk_format vdk_format_raw;
 extern const struct vdk_format vdk_format_vmdk;
 extern const struct vdk_format vdk_format_vhdx;
-extern const struct vdk_format vdk_format_vpc;
+extern const struct vdk_format vdk_format_vhd;
 extern const struct vdk_format vdk_format_qcow2;
 
 const struct vdk_format *const vdk_formats[] = {
-    &vdk_format_raw, &vdk_format_vmdk, &vdk_format_vhdx, &vdk_format_vpc, &vdk_format_qcow2, NULL,
+    &vdk_format_raw, &vdk_format_vmdk, &vdk_format_vhdx, &vdk_format_vhd, &vdk_format_qcow2, NULL,
 };
 
 static bool registry_alias(const char *aliases, const char *name)

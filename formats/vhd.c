@@ -47,7 +47,7 @@ _Static_assert(VHD_H_LOCATORS + VHD_LOCATORS * VHD_LOCATOR_SIZE <= VHD_DYNHDR_SI
 
 /* Shared helpers (declared in vhd.h) --------------------------------- */
 
-uint32_t vdk_vhd_checksum(const uint8_t *buf, size_t len, size_t csum_off)
+uint32_t vhd_checksum(const uint8_t *buf, size_t len, size_t csum_off)
 {
 	uint32_t sum = 0;
 	for (size_t i = 0; i < len; i++)
@@ -56,7 +56,7 @@ uint32_t vdk_vhd_checksum(const uint8_t *buf, size_t len, size_t csum_off)
 	return ~sum;
 }
 
-bool vdk_vhd_footer_decode(const uint8_t *raw, struct vhd_footer *f)
+bool vhd_footer_decode(const uint8_t *raw, struct vhd_footer *f)
 {
 	memset(f, 0, sizeof(*f));
 	f->features = vdk_be32(raw + VHD_F_FEATURES);
@@ -78,9 +78,9 @@ bool vdk_vhd_footer_decode(const uint8_t *raw, struct vhd_footer *f)
 	return memcmp(raw, "conectix", 8) == 0;
 }
 
-bool vdk_vhd_footer_csum_ok(const uint8_t *raw)
+bool vhd_footer_csum_ok(const uint8_t *raw)
 {
-	return vdk_vhd_checksum(raw, VHD_FOOTER_SIZE, VHD_F_CHECKSUM) ==
+	return vhd_checksum(raw, VHD_FOOTER_SIZE, VHD_F_CHECKSUM) ==
 	       vdk_be32(raw + VHD_F_CHECKSUM);
 }
 
@@ -96,13 +96,13 @@ static bool vhd_uses_current_size(const struct vhd_footer *f)
 	return use_size;
 }
 
-uint64_t vdk_vhd_footer_disk_size(const struct vhd_footer *f)
+uint64_t vhd_footer_disk_size(const struct vhd_footer *f)
 {
 	uint64_t chs = (uint64_t)f->cyls * f->heads * f->secs;
 	return (vhd_uses_current_size(f) ? f->cur_size / VHD_SECTOR : chs) * VHD_SECTOR;
 }
 
-void vdk_vhd_geometry(uint64_t sectors, uint16_t *c, uint8_t *h, uint8_t *s)
+void vhd_geometry(uint64_t sectors, uint16_t *c, uint8_t *h, uint8_t *s)
 {
 	uint64_t cth; /* cylinders times heads */
 	sectors = VDK_MIN(sectors, VHD_MAX_GEOMETRY);
@@ -129,7 +129,7 @@ void vdk_vhd_geometry(uint64_t sectors, uint16_t *c, uint8_t *h, uint8_t *s)
 	*c = (uint16_t)(cth / *h);
 }
 
-int vdk_vhd_plan_size(uint64_t size, bool force, uint64_t *out, uint16_t *c, uint8_t *h, uint8_t *s)
+int vhd_plan_size(uint64_t size, bool force, uint64_t *out, uint16_t *c, uint8_t *h, uint8_t *s)
 {
 	if (size > UINT64_MAX - (VHD_SECTOR - 1))
 		return -EFBIG;
@@ -147,7 +147,7 @@ int vdk_vhd_plan_size(uint64_t size, bool force, uint64_t *out, uint16_t *c, uin
 		 * up rather than truncate. */
 		uint64_t want = VDK_MIN(VHD_MAX_GEOMETRY, sectors);
 		for (uint64_t i = 0; want > (uint64_t)*c * *h * *s; i++)
-			vdk_vhd_geometry(want + i, c, h, s);
+			vhd_geometry(want + i, c, h, s);
 	}
 	uint64_t chs = (uint64_t)*c * *h * *s;
 	if (chs == VHD_MAX_GEOMETRY) {
@@ -160,7 +160,7 @@ int vdk_vhd_plan_size(uint64_t size, bool force, uint64_t *out, uint16_t *c, uin
 	return 0;
 }
 
-void vdk_vhd_footer_build(uint8_t *raw, uint32_t type, uint64_t size, uint16_t c, uint8_t h,
+void vhd_footer_build(uint8_t *raw, uint32_t type, uint64_t size, uint16_t c, uint8_t h,
                           uint8_t s, uint64_t data_offset)
 {
 	memset(raw, 0, VHD_FOOTER_SIZE);
@@ -183,7 +183,7 @@ void vdk_vhd_footer_build(uint8_t *raw, uint32_t type, uint64_t size, uint16_t c
 	uuid_t u;
 	uuid_generate(u);
 	memcpy(raw + VHD_F_UUID, u, 16);
-	vdk_put_be32(raw + VHD_F_CHECKSUM, vdk_vhd_checksum(raw, VHD_FOOTER_SIZE, VHD_F_CHECKSUM));
+	vdk_put_be32(raw + VHD_F_CHECKSUM, vhd_checksum(raw, VHD_FOOTER_SIZE, VHD_F_CHECKSUM));
 }
 
 /* Probe -------------------------------------------------------------- */
@@ -216,15 +216,15 @@ static int vhd_read_footer(struct vdk_image *img, struct vhd_state *s, struct vd
 	if (r)
 		return r;
 	struct vhd_footer hf;
-	bool tail_cookie = vdk_vhd_footer_decode(tail, &s->f);
-	if (tail_cookie && vdk_vhd_footer_csum_ok(tail)) {
+	bool tail_cookie = vhd_footer_decode(tail, &s->f);
+	if (tail_cookie && vhd_footer_csum_ok(tail)) {
 		s->footer_off = toff;
 		return 0;
 	}
 	/* The copy at offset 0 exists for this: a damaged or missing footer
 	 * (an interrupted append) of a dynamic or differencing disk. */
-	bool head_cookie = vdk_vhd_footer_decode(head, &hf);
-	if (head_cookie && vdk_vhd_footer_csum_ok(head) && hf.type != VHD_TYPE_FIXED) {
+	bool head_cookie = vhd_footer_decode(head, &hf);
+	if (head_cookie && vhd_footer_csum_ok(head) && hf.type != VHD_TYPE_FIXED) {
 		s->f = hf;
 		s->footer_off = 0;
 		return 0;
@@ -234,7 +234,7 @@ static int vhd_read_footer(struct vdk_image *img, struct vhd_state *s, struct vd
 		return vdk_bad(e, src->name, FMT, tail_cookie ? toff : 0,
 		               "footer checksum mismatch (stored 0x%08x, computed 0x%08x)",
 		               vdk_be32(raw + VHD_F_CHECKSUM),
-		               vdk_vhd_checksum(raw, VHD_FOOTER_SIZE, VHD_F_CHECKSUM));
+		               vhd_checksum(raw, VHD_FOOTER_SIZE, VHD_F_CHECKSUM));
 	}
 	return vdk_bad(e, src->name, FMT, toff, "no VHD footer (cookie \"conectix\") here or at 0");
 }
@@ -255,7 +255,7 @@ static int vhd_read_header(struct vdk_image *img, struct vhd_state *s, struct vd
 		return r;
 	if (memcmp(s->hdr, "cxsparse", 8) != 0)
 		return vdk_bad(e, name, FMT, s->hdr_off, "no dynamic header (cookie \"cxsparse\")");
-	uint32_t want = vdk_vhd_checksum(s->hdr, VHD_DYNHDR_SIZE, VHD_H_CHECKSUM);
+	uint32_t want = vhd_checksum(s->hdr, VHD_DYNHDR_SIZE, VHD_H_CHECKSUM);
 	uint32_t have = vdk_be32(s->hdr + VHD_H_CHECKSUM);
 	if (want != have)
 		return vdk_bad(e, name, FMT, s->hdr_off,
@@ -504,7 +504,7 @@ static int vhd_open(struct vdk_image *img, struct vdk_err *e)
 	int r = vhd_read_footer(img, s, e);
 	if (r)
 		return r;
-	uint64_t size = vdk_vhd_footer_disk_size(&s->f);
+	uint64_t size = vhd_footer_disk_size(&s->f);
 	if (size / VHD_SECTOR > VHD_MAX_SECTORS)
 		return vdk_unsup(e, img->src->name, FMT, s->footer_off + VHD_F_CUR_SIZE,
 		                 "disk of %llu bytes is larger than 2040 GiB",
@@ -782,7 +782,7 @@ static int vhd_check(struct vdk_image *img, struct vdk_check *r, bool repair, st
 	return 0;
 }
 
-const struct vdk_format vdk_format_vpc = {
+const struct vdk_format vdk_format_vhd = {
     .name = "vpc",
     .aliases = "vhd",
     .description = "Microsoft VHD (Virtual PC, Hyper-V, Azure): fixed, dynamic, differencing",
@@ -799,10 +799,10 @@ const struct vdk_format vdk_format_vpc = {
     /* create() sets the real caps; SEQUENTIAL here lets a fixed disk be
      * streamed to a pipe (the core refuses streams otherwise). */
     .wcaps = VDK_WCAP_ZEROED | VDK_WCAP_SEQUENTIAL,
-    .create = vdk_vhd_create,
-    .write = vdk_vhd_write,
-    .write_zeroes = vdk_vhd_write_zeroes,
-    .clone = vdk_vhd_clone,
-    .finalize = vdk_vhd_finalize,
-    .wclose = vdk_vhd_wclose,
+    .create = vhd_create,
+    .write = vhd_write,
+    .write_zeroes = vhd_write_zeroes,
+    .clone = vhd_clone,
+    .finalize = vhd_finalize,
+    .wclose = vhd_wclose,
 };

@@ -78,27 +78,27 @@ struct vhd_footer {
 };
 
 /* One's complement of the byte sum, the checksum field counted as zero. */
-uint32_t vdk_vhd_checksum(const uint8_t *buf, size_t len, size_t csum_off);
+uint32_t vhd_checksum(const uint8_t *buf, size_t len, size_t csum_off);
 /* Decode raw; false when the cookie is not "conectix". */
-bool vdk_vhd_footer_decode(const uint8_t *raw, struct vhd_footer *f);
-bool vdk_vhd_footer_csum_ok(const uint8_t *raw);
+bool vhd_footer_decode(const uint8_t *raw, struct vhd_footer *f);
+bool vhd_footer_csum_ok(const uint8_t *raw);
 /* The virtual size qemu derives from a footer: CHS geometry for the
  * producers that size disks by geometry (Virtual PC, old qemu), the
  * current size for Hyper-V, Disk2vhd, XenServer, XenConverter, qemu with
  * force_size, and for any disk whose geometry is the maximum. */
-uint64_t vdk_vhd_footer_disk_size(const struct vhd_footer *f);
+uint64_t vhd_footer_disk_size(const struct vhd_footer *f);
 /* The spec's CHS algorithm (appendix), as qemu applies it. */
-void vdk_vhd_geometry(uint64_t sectors, uint16_t *c, uint8_t *h, uint8_t *s);
+void vhd_geometry(uint64_t sectors, uint16_t *c, uint8_t *h, uint8_t *s);
 /* qemu-img's sizing: size rounded up to a sector, then (without force)
  * up to the first CHS geometry that holds it; force keeps the size and
  * writes the maximum geometry. Fails with EFBIG past 2040 GiB. */
-int vdk_vhd_plan_size(uint64_t size, bool force, uint64_t *out, uint16_t *c, uint8_t *h,
+int vhd_plan_size(uint64_t size, bool force, uint64_t *out, uint16_t *c, uint8_t *h,
                       uint8_t *s);
 /* Fill a footer for a new disk (creator "vdk ", fresh UUID, checksum). */
-void vdk_vhd_footer_build(uint8_t *raw, uint32_t type, uint64_t size, uint16_t c, uint8_t h,
+void vhd_footer_build(uint8_t *raw, uint32_t type, uint64_t size, uint16_t c, uint8_t h,
                           uint8_t s, uint64_t data_offset);
 
-/* Writer (vhd_write.c), wired into vdk_format_vpc by vhd.c. */
+/* Writer (vhd_write.c), wired into vdk_format_vhd by vhd.c. */
 struct vhd_wstate {
 	uint32_t type;
 	uint16_t c;
@@ -109,14 +109,14 @@ struct vhd_wstate {
 	uint64_t bat_bytes, data_base, next_slot;
 	bool zero_new; /* the sink does not start zeroed: clear new blocks */
 };
-int vdk_vhd_create(struct vdk_writer *w, struct vdk_err *e);
-int vdk_vhd_write(struct vdk_writer *w, const void *buf, size_t len, uint64_t off,
+int vhd_create(struct vdk_writer *w, struct vdk_err *e);
+int vhd_write(struct vdk_writer *w, const void *buf, size_t len, uint64_t off,
                   struct vdk_err *e);
-int vdk_vhd_write_zeroes(struct vdk_writer *w, uint64_t off, uint64_t len, struct vdk_err *e);
-int vdk_vhd_clone(struct vdk_writer *w, uint64_t off, uint64_t len, int src_fd, uint64_t src_off,
+int vhd_write_zeroes(struct vdk_writer *w, uint64_t off, uint64_t len, struct vdk_err *e);
+int vhd_clone(struct vdk_writer *w, uint64_t off, uint64_t len, int src_fd, uint64_t src_off,
                   enum vdk_clone_mode mode, struct vdk_err *e);
-int vdk_vhd_finalize(struct vdk_writer *w, struct vdk_err *e);
-void vdk_vhd_wclose(struct vdk_writer *w);
+int vhd_finalize(struct vdk_writer *w, struct vdk_err *e);
+void vhd_wclose(struct vdk_writer *w);
 
 /* Turn the raw disk at path into an Azure fixed VHD in place: grow it to a
  * whole MiB (zeroes), append the footer, fsync; then, when final_path is
@@ -125,6 +125,6 @@ void vdk_vhd_wclose(struct vdk_writer *w);
  * interrupted run leaves a raw disk a rerun finishes. Returns 0 when
  * converted, 1 when path already ends with a valid Azure footer for its
  * size (only the rename is then done), or a negative errno. */
-int vdk_vhd_inplace_azure(const char *path, const char *final_path, struct vdk_err *e);
+int vhd_inplace_azure(const char *path, const char *final_path, struct vdk_err *e);
 
 #endif

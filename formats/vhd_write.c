@@ -79,7 +79,7 @@ static int vhdw_create_dynamic(struct vdk_writer *w, struct vhd_wstate *st, stru
 	return 0;
 }
 
-int vdk_vhd_create(struct vdk_writer *w, struct vdk_err *e)
+int vhd_create(struct vdk_writer *w, struct vdk_err *e)
 {
 	struct vhd_wstate *st = w->state;
 	struct vhdw_opts o;
@@ -91,7 +91,7 @@ int vdk_vhd_create(struct vdk_writer *w, struct vdk_err *e)
 		size = UINT64_MAX; /* refused just below */
 	else if (o.azure)
 		size = vdk_round_up(size, VHDW_MIB);
-	if (vdk_vhd_plan_size(size, o.force, &vsize, &st->c, &st->h, &st->s))
+	if (vhd_plan_size(size, o.force, &vsize, &st->c, &st->h, &st->s))
 		return vdk_err_set(e, VDK_E_USAGE, EFBIG, w->sink->name, FMT, VDK_NO_OFFSET,
 		                   "a disk of %llu bytes is larger than the 2040 GiB VHD limit",
 		                   (unsigned long long)w->size);
@@ -140,7 +140,7 @@ static int vhdw_block(struct vdk_writer *w, struct vhd_wstate *st, uint64_t blk,
 	return 0;
 }
 
-int vdk_vhd_write(struct vdk_writer *w, const void *buf, size_t len, uint64_t off,
+int vhd_write(struct vdk_writer *w, const void *buf, size_t len, uint64_t off,
                   struct vdk_err *e)
 {
 	struct vhd_wstate *st = w->state;
@@ -162,7 +162,7 @@ int vdk_vhd_write(struct vdk_writer *w, const void *buf, size_t len, uint64_t of
 	return 0;
 }
 
-int vdk_vhd_write_zeroes(struct vdk_writer *w, uint64_t off, uint64_t len, struct vdk_err *e)
+int vhd_write_zeroes(struct vdk_writer *w, uint64_t off, uint64_t len, struct vdk_err *e)
 {
 	struct vhd_wstate *st = w->state;
 	if (st->type == VHD_TYPE_FIXED)
@@ -182,7 +182,7 @@ int vdk_vhd_write_zeroes(struct vdk_writer *w, uint64_t off, uint64_t len, struc
 	return 0;
 }
 
-int vdk_vhd_clone(struct vdk_writer *w, uint64_t off, uint64_t len, int src_fd, uint64_t src_off,
+int vhd_clone(struct vdk_writer *w, uint64_t off, uint64_t len, int src_fd, uint64_t src_off,
                   enum vdk_clone_mode mode, struct vdk_err *e)
 {
 	struct vhd_wstate *st = w->state;
@@ -203,7 +203,7 @@ static void vhdw_build_header(const struct vhd_wstate *st, uint8_t *h)
 	vdk_put_be32(h + VHD_H_VERSION, 0x00010000);
 	vdk_put_be32(h + VHD_H_MAX_ENTRIES, st->nblocks);
 	vdk_put_be32(h + VHD_H_BLOCK_SIZE, VHD_BLOCK_SIZE);
-	vdk_put_be32(h + VHD_H_CHECKSUM, vdk_vhd_checksum(h, VHD_DYNHDR_SIZE, VHD_H_CHECKSUM));
+	vdk_put_be32(h + VHD_H_CHECKSUM, vhd_checksum(h, VHD_DYNHDR_SIZE, VHD_H_CHECKSUM));
 }
 
 static int vhdw_finalize_dynamic(struct vdk_writer *w, struct vhd_wstate *st, const uint8_t *foot,
@@ -228,12 +228,12 @@ static int vhdw_finalize_dynamic(struct vdk_writer *w, struct vhd_wstate *st, co
 	return r;
 }
 
-int vdk_vhd_finalize(struct vdk_writer *w, struct vdk_err *e)
+int vhd_finalize(struct vdk_writer *w, struct vdk_err *e)
 {
 	struct vhd_wstate *st = w->state;
 	uint8_t foot[VHD_FOOTER_SIZE];
 	bool fixed = st->type == VHD_TYPE_FIXED;
-	vdk_vhd_footer_build(foot, st->type, w->size, st->c, st->h, st->s,
+	vhd_footer_build(foot, st->type, w->size, st->c, st->h, st->s,
 	                     fixed ? VHD_NO_OFFSET : VHD_FOOTER_SIZE);
 	if (!fixed)
 		return vhdw_finalize_dynamic(w, st, foot, e);
@@ -241,7 +241,7 @@ int vdk_vhd_finalize(struct vdk_writer *w, struct vdk_err *e)
 	return vdk_sink_pwrite(w->sink, foot, sizeof(foot), w->size, e);
 }
 
-void vdk_vhd_wclose(struct vdk_writer *w)
+void vhd_wclose(struct vdk_writer *w)
 {
 	struct vhd_wstate *st = w->state;
 	if (st)
@@ -263,12 +263,12 @@ static int vhdw_classify(int fd, uint64_t sz, enum vhdw_tail *t)
 	if (r)
 		return r;
 	struct vhd_footer f;
-	if (!vdk_vhd_footer_decode(raw, &f))
+	if (!vhd_footer_decode(raw, &f))
 		return 0;
 	uint64_t payload = sz - VHD_FOOTER_SIZE;
 	bool ours = f.cur_size == payload && payload % VHDW_MIB == 0;
-	if (vdk_vhd_footer_csum_ok(raw))
-		*t = ours && f.type == VHD_TYPE_FIXED && vdk_vhd_footer_disk_size(&f) == payload
+	if (vhd_footer_csum_ok(raw))
+		*t = ours && f.type == VHD_TYPE_FIXED && vhd_footer_disk_size(&f) == payload
 		         ? TAIL_AZURE
 		         : TAIL_OTHER_VHD;
 	else if (ours)
@@ -312,7 +312,7 @@ static int vhdw_append_footer(int fd, const char *path, uint64_t sz, struct vdk_
 	uint64_t size = vdk_round_up(sz, VHDW_MIB), vsize;
 	uint16_t c;
 	uint8_t h, s;
-	if (sz > UINT64_MAX - VHDW_MIB || vdk_vhd_plan_size(size, true, &vsize, &c, &h, &s))
+	if (sz > UINT64_MAX - VHDW_MIB || vhd_plan_size(size, true, &vsize, &c, &h, &s))
 		return vdk_err_set(e, VDK_E_USAGE, EFBIG, path, FMT, VDK_NO_OFFSET,
 		                   "%llu bytes is larger than the 2040 GiB VHD limit",
 		                   (unsigned long long)sz);
@@ -320,7 +320,7 @@ static int vhdw_append_footer(int fd, const char *path, uint64_t sz, struct vdk_
 		return vdk_ioerr(e, errno, path, "cannot grow to %llu bytes: %s",
 		                 (unsigned long long)size, strerror(errno));
 	uint8_t foot[VHD_FOOTER_SIZE];
-	vdk_vhd_footer_build(foot, VHD_TYPE_FIXED, size, c, h, s, VHD_NO_OFFSET);
+	vhd_footer_build(foot, VHD_TYPE_FIXED, size, c, h, s, VHD_NO_OFFSET);
 	int r = vdk_pwrite_full(fd, foot, sizeof(foot), size);
 	if (!r && fsync(fd) != 0)
 		r = -errno;
@@ -359,7 +359,7 @@ static int vhdw_inplace_fd(int fd, const char *path, struct vdk_err *e)
 	return vhdw_append_footer(fd, path, sz, e);
 }
 
-int vdk_vhd_inplace_azure(const char *path, const char *final_path, struct vdk_err *e)
+int vhd_inplace_azure(const char *path, const char *final_path, struct vdk_err *e)
 {
 	bool rename_it = final_path && strcmp(final_path, path) != 0;
 	int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);

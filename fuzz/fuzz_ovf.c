@@ -2,7 +2,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "ova.h"
+#include "ova_private.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

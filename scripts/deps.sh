@@ -10,16 +10,20 @@ missing=""
 if [ "$mode" = build ]; then
 	command -v pkg-config >/dev/null 2>&1 || missing="$missing pkg-config"
 	for pair in zlib:zlib1g-dev libxml-2.0:libxml2-dev libcrypto:libssl-dev \
-		uuid:uuid-dev libdeflate:libdeflate-dev libzstd:libzstd-dev; do
+		uuid:uuid-dev libdeflate:libdeflate-dev libzstd:libzstd-dev \
+		libnbd:libnbd-dev libnfs:libnfs-dev libisal:libisal-dev nbdkit:nbdkit-plugin-dev; do
 		pc=${pair%%:*}; deb=${pair#*:}
 		pkg-config --exists "$pc" 2>/dev/null || missing="$missing $deb"
 	done
 else
 	for pair in qemu-img:qemu-utils vmdkinfo:libvmdk-utils vhdiinfo:libvhdi-utils \
 		vhdimount:libvhdi-utils qcowinfo:libqcow-utils mkfs.xfs:xfsprogs \
-		/usr/bin/time:time bzip2:bzip2 clang:clang; do
+		/usr/bin/time:time bzip2:bzip2 clang:clang \
+		qemu-nbd:qemu-utils nbdkit:nbdkit nbdinfo:libnbd-bin nbdcopy:libnbd-bin \
+		ganesha.nfsd:nfs-ganesha /usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so:nfs-ganesha-vfs \
+		7zz:7zip man:man-db mkfs.btrfs:btrfs-progs; do
 		cmd=${pair%%:*}; deb=${pair#*:}
-		command -v "$cmd" >/dev/null 2>&1 || missing="$missing $deb"
+		{ command -v "$cmd" >/dev/null 2>&1 || [ -e "$cmd" ]; } || missing="$missing $deb"
 	done
 fi
 [ -z "$missing" ] && exit 0

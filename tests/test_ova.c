@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ova.h"
+#include "ova_private.h"
 #include "test.h"
 #include "util.h"
 

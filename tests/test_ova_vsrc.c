@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ova.h"
+#include "ova_private.h"
 #include "test.h"
 #include "util.h"
 

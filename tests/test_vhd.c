@@ -68,7 +68,7 @@ static void test_sizing(void)
 		uint64_t out;
 		uint16_t c;
 		uint8_t h, s;
-		int r = vdk_vhd_plan_size(t[i].in, false, &out, &c, &h, &s);
+		int r = vhd_plan_size(t[i].in, false, &out, &c, &h, &s);
 		if (r || out != t[i].out) {
 			printf("# %llu -> %llu, qemu-img says %llu\n", (unsigned long long)t[i].in,
 			       (unsigned long long)out, (unsigned long long)t[i].out);
@@ -79,32 +79,32 @@ static void test_sizing(void)
 	uint64_t out;
 	uint16_t c;
 	uint8_t h, s;
-	CHECK(vdk_vhd_plan_size(5255225, true, &out, &c, &h, &s) == 0 && out == 5255680 &&
+	CHECK(vhd_plan_size(5255225, true, &out, &c, &h, &s) == 0 && out == 5255680 &&
 	          c == 65535 && h == 16 && s == 255,
 	      "force_size keeps the size (sector-rounded) with the maximum geometry");
-	CHECK(vdk_vhd_plan_size(2190433320960ull + 512, false, &out, &c, &h, &s) == -EFBIG,
+	CHECK(vhd_plan_size(2190433320960ull + 512, false, &out, &c, &h, &s) == -EFBIG,
 	      "2040 GiB + 512 is refused like qemu-img");
 }
 
 static void test_checksum(void)
 {
 	uint8_t f[512];
-	vdk_vhd_footer_build(f, VHD_TYPE_FIXED, 1048576, 65535, 16, 255, UINT64_MAX);
-	CHECK(vdk_vhd_footer_csum_ok(f), "built footer has a valid checksum");
+	vhd_footer_build(f, VHD_TYPE_FIXED, 1048576, 65535, 16, 255, UINT64_MAX);
+	CHECK(vhd_footer_csum_ok(f), "built footer has a valid checksum");
 	struct vhd_footer d;
-	CHECK(vdk_vhd_footer_decode(f, &d) && d.cur_size == 1048576 && d.type == 2,
+	CHECK(vhd_footer_decode(f, &d) && d.cur_size == 1048576 && d.type == 2,
 	      "footer decodes back");
-	CHECK_EQ_U64(vdk_vhd_footer_disk_size(&d), 1048576, "max geometry: size from the footer");
+	CHECK_EQ_U64(vhd_footer_disk_size(&d), 1048576, "max geometry: size from the footer");
 	f[100] ^= 1;
-	CHECK(!vdk_vhd_footer_csum_ok(f), "a flipped reserved byte breaks the checksum");
+	CHECK(!vhd_footer_csum_ok(f), "a flipped reserved byte breaks the checksum");
 	memcpy(d.creator_app, "vpc ", 4);
 	d.cyls = 10;
 	d.heads = 4;
 	d.secs = 17;
-	CHECK_EQ_U64(vdk_vhd_footer_disk_size(&d), 10 * 4 * 17 * 512,
+	CHECK_EQ_U64(vhd_footer_disk_size(&d), 10 * 4 * 17 * 512,
 	             "Virtual PC disks are sized by CHS");
 	memcpy(d.creator_app, "win ", 4);
-	CHECK_EQ_U64(vdk_vhd_footer_disk_size(&d), 1048576, "Hyper-V disks by current size");
+	CHECK_EQ_U64(vhd_footer_disk_size(&d), 1048576, "Hyper-V disks by current size");
 }
 
 static int open_mem(const uint8_t *d, size_t n, struct vdk_image **img, struct vdk_err *e)
@@ -191,8 +191,8 @@ static void reseal(uint8_t *d, size_t n)
 {
 	uint32_t hoff = (uint32_t)vdk_be64(d + VHD_F_DATA_OFFSET);
 	vdk_put_be32(d + hoff + VHD_H_CHECKSUM,
-	             vdk_vhd_checksum(d + hoff, VHD_DYNHDR_SIZE, VHD_H_CHECKSUM));
-	vdk_put_be32(d + VHD_F_CHECKSUM, vdk_vhd_checksum(d, 512, VHD_F_CHECKSUM));
+	             vhd_checksum(d + hoff, VHD_DYNHDR_SIZE, VHD_H_CHECKSUM));
+	vdk_put_be32(d + VHD_F_CHECKSUM, vhd_checksum(d, 512, VHD_F_CHECKSUM));
 	memcpy(d + n - 512, d, 512);
 }
 
@@ -362,7 +362,7 @@ static void test_inplace(void)
 	fill(d, n, 11);
 	write_file(raw, d, n);
 	struct vdk_err e = {0};
-	int r = vdk_vhd_inplace_azure(raw, fin, &e);
+	int r = vhd_inplace_azure(raw, fin, &e);
 	CHECK(r == 0, "raw converted in place: %s", e.msg);
 	struct stat st;
 	CHECK(stat(raw, &st) != 0 && stat(fin, &st) == 0 && st.st_size == 4 * MiB + 512,
@@ -379,27 +379,27 @@ static void test_inplace(void)
 	}
 	vdk_image_close(img);
 	memset(&e, 0, sizeof(e));
-	CHECK(vdk_vhd_inplace_azure(raw, fin, &e) == 1, "rerun after the rename: already done");
-	CHECK(vdk_vhd_inplace_azure(fin, NULL, &e) == 1, "a converted file is left as is");
+	CHECK(vhd_inplace_azure(raw, fin, &e) == 1, "rerun after the rename: already done");
+	CHECK(vhd_inplace_azure(fin, NULL, &e) == 1, "a converted file is left as is");
 	/* Interrupted footer write: torn checksum; a rerun repairs it. */
 	uint8_t *f = read_file(fin, &got);
 	f[got - 512 + VHD_F_CHECKSUM] ^= 0xff;
 	write_file(fin, f, got);
 	memset(&e, 0, sizeof(e));
-	CHECK(vdk_vhd_inplace_azure(fin, NULL, &e) == 0 && stat(fin, &st) == 0 &&
+	CHECK(vhd_inplace_azure(fin, NULL, &e) == 0 && stat(fin, &st) == 0 &&
 	          st.st_size == 4 * MiB + 512,
 	      "torn footer rewritten, size unchanged: %s", e.msg);
 	free(f);
 	/* Never replaces an existing target. */
 	write_file(raw, d, n);
 	memset(&e, 0, sizeof(e));
-	r = vdk_vhd_inplace_azure(raw, fin, &e);
+	r = vhd_inplace_azure(raw, fin, &e);
 	CHECK(r == -EEXIST && stat(raw, &st) == 0, "existing target not replaced: %s", e.msg);
 	/* A VHD that is not Azure-shaped is not treated as raw. */
 	uint8_t *v = build(MiB + 4096, "subformat=fixed", NULL, 0, &got);
 	write_file(raw, v, got);
 	memset(&e, 0, sizeof(e));
-	CHECK(vdk_vhd_inplace_azure(raw, NULL, &e) < 0, "a fixed VHD is not re-wrapped: %s", e.msg);
+	CHECK(vhd_inplace_azure(raw, NULL, &e) < 0, "a fixed VHD is not re-wrapped: %s", e.msg);
 	free(v);
 	free(d);
 }

@@ -63,7 +63,7 @@ static int convert_in_place(struct cli_job *j, int nargs, char **args)
 	    (strcmp(fmt, "vpc") && strcmp(fmt, "vhd")) || !azure ||
 	    vdk_opts_check_unused(&j->opts, "vpc", &e) || j->verify)
 		return cli_usage("--in-place supports -f raw -O vpc -o azure=on only");
-	int r = vdk_vhd_inplace_azure(args[0], nargs == 2 ? args[1] : NULL, &e);
+	int r = vhd_inplace_azure(args[0], nargs == 2 ? args[1] : NULL, &e);
 	if (r < 0)
 		return cli_fail(&e);
 	fprintf(stderr, "%s: %s: %s\n", cli_prog, nargs == 2 ? args[1] : args[0],

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ova.h"
+#include "ova_private.h"
 #include "util.h"
 
 #define TAR_BLOCK   512

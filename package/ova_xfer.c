@@ -15,7 +15,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "ova.h"
+#include "ova_private.h"
 #include "util.h"
 
 #define XF_CHUNK (4u << 20)

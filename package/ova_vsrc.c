@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ova.h"
+#include "ova_private.h"
 #include "util.h"
 
 /* Covers the spread of the pipeline's reads in flight (2 x threads + 2

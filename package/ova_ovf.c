@@ -11,7 +11,7 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
-#include "ova.h"
+#include "ova_private.h"
 #include "util.h"
 
 static const char *ovf_fmt = "ovf";

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "ova.h"
+#include "ova_private.h"
 #include "util.h"
 
 #define OVA_IO_CHUNK (4u << 20) /* NFS: large sequential requests */

@@ -16,7 +16,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "ova.h"
+#include "ova_private.h"
 #include "util.h"
 
 static const char *mf_fmt = "manifest";
