@@ -165,6 +165,20 @@ struct vdk_format {
 	/* Write metadata, footers, trailers. The core then commits the sink. */
 	int (*finalize)(struct vdk_writer *w, struct vdk_err *e);
 	void (*wclose)(struct vdk_writer *w);
+
+	/* ---- in place (optional): the file at path becomes this format
+	 * without its data moving (vdk_convert_in_place in job.h). 1 when it
+	 * already was. in_place_from names the only input format it takes. */
+	int (*in_place)(const char *path, const char *new_name, struct vdk_opts *o,
+	                struct vdk_err *e);
+	const char *in_place_from;
+
+	/* ---- packages: OVF DiskSection ovf:format URIs (DSP0243 9.3) that
+	 * name this format, matched case-insensitively as substrings, NULL-
+	 * terminated; the OVA code opens such disks with this reader. */
+	const char *const *ovf_formats;
+	/* The URI written for this format in an OVF we produce, or NULL. */
+	const char *ovf_format_uri;
 };
 
 /* Registry (formats/registry.c) ------------------------------------- */
@@ -173,6 +187,12 @@ extern const struct vdk_format *const vdk_formats[]; /* NULL-terminated */
 const struct vdk_format *vdk_format_find(const char *name);
 /* The best-scoring reader for src; raw when nothing else matches. */
 int vdk_format_probe(struct vdk_src *src, const struct vdk_format **out, struct vdk_err *e);
+/* The reader an OVF ovf:format URI names, or NULL (then probe). */
+const struct vdk_format *vdk_format_for_ovf(const char *uri);
+/* "raw, vmdk, ..." for messages: every format (writable: only those with a
+ * writer), and those with an in-place conversion. Static strings. */
+const char *vdk_format_names(bool writable);
+const char *vdk_format_names_in_place(void);
 
 /* Images ------------------------------------------------------------ */
 
@@ -205,6 +225,8 @@ int vdk_writer_create(const struct vdk_format *fmt, struct vdk_sink *sink, uint6
 int vdk_writer_write(struct vdk_writer *w, const void *buf, size_t len, uint64_t off,
                      struct vdk_err *e);
 int vdk_writer_zero(struct vdk_writer *w, uint64_t off, uint64_t len, struct vdk_err *e);
+/* Write the format's metadata and trailers; the sink is not committed. */
+int vdk_writer_finalize(struct vdk_writer *w, struct vdk_err *e);
 /* finalize + commit the sink. */
 int vdk_writer_finish(struct vdk_writer *w, struct vdk_err *e);
 /* Frees; a writer not finished leaves nothing behind (sink aborted). */

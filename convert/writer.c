@@ -74,9 +74,14 @@ int vdk_writer_zero(struct vdk_writer *w, uint64_t off, uint64_t len, struct vdk
 	return r;
 }
 
+int vdk_writer_finalize(struct vdk_writer *w, struct vdk_err *e)
+{
+	return w->fmt->finalize ? w->fmt->finalize(w, e) : 0;
+}
+
 int vdk_writer_finish(struct vdk_writer *w, struct vdk_err *e)
 {
-	int r = w->fmt->finalize ? w->fmt->finalize(w, e) : 0;
+	int r = vdk_writer_finalize(w, e);
 	if (!r)
 		r = vdk_sink_commit(w->sink, e);
 	return r;

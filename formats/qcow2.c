@@ -413,6 +413,9 @@ static int qcow2_info(struct vdk_image *img, struct vdk_json *d, struct vdk_err 
 	return 0;
 }
 
+/* oVirt and Red Hat exports write ...qemu.org/...qcow2... style URIs. */
+static const char *const qcow2_ovf_formats[] = {"qcow", NULL};
+
 const struct vdk_format vdk_format_qcow2 = {
     .name = "qcow2",
     .description = "QEMU copy-on-write v2/v3 (KVM, OpenShift)",
@@ -433,4 +436,5 @@ const struct vdk_format vdk_format_qcow2 = {
     .clone = qcow2_clone,
     .finalize = qcow2_finalize,
     .wclose = qcow2_wclose,
+    .ovf_formats = qcow2_ovf_formats,
 };

@@ -1,5 +1,8 @@
 /* The one table of format modules. Order breaks probe ties. */
 #include <errno.h>
+#include <pthread.h>
+#include <strings.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "format.h"
@@ -56,4 +59,46 @@ int vdk_format_probe(struct vdk_src *src, const struct vdk_format **out, struct 
 	}
 	*out = best;
 	return 0;
+}
+
+const struct vdk_format *vdk_format_for_ovf(const char *uri)
+{
+	for (const struct vdk_format *const *f = vdk_formats; uri && *f; f++)
+		for (const char *const *u = (*f)->ovf_formats; u && *u; u++)
+			if (strcasestr(uri, *u))
+				return *f;
+	return NULL;
+}
+
+/* Built once: the table is constant, and messages may come from threads. */
+static char registry_all[256], registry_writable[256], registry_inplace[256];
+static pthread_once_t registry_names_once = PTHREAD_ONCE_INIT;
+
+static void registry_append(char *buf, size_t cap, const char *name)
+{
+	size_t l = strlen(buf);
+	snprintf(buf + l, cap - l, "%s%s", l ? ", " : "", name);
+}
+
+static void registry_build_names(void)
+{
+	for (const struct vdk_format *const *f = vdk_formats; *f; f++) {
+		registry_append(registry_all, sizeof(registry_all), (*f)->name);
+		if ((*f)->create)
+			registry_append(registry_writable, sizeof(registry_writable), (*f)->name);
+		if ((*f)->in_place)
+			registry_append(registry_inplace, sizeof(registry_inplace), (*f)->name);
+	}
+}
+
+const char *vdk_format_names(bool writable)
+{
+	pthread_once(&registry_names_once, registry_build_names);
+	return writable ? registry_writable : registry_all;
+}
+
+const char *vdk_format_names_in_place(void)
+{
+	pthread_once(&registry_names_once, registry_build_names);
+	return registry_inplace[0] ? registry_inplace : "none";
 }

@@ -805,4 +805,6 @@ const struct vdk_format vdk_format_vhd = {
     .clone = vhd_clone,
     .finalize = vhd_finalize,
     .wclose = vhd_wclose,
+    .in_place = vhd_in_place,
+    .in_place_from = "raw",
 };

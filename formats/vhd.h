@@ -126,5 +126,6 @@ void vhd_wclose(struct vdk_writer *w);
  * converted, 1 when path already ends with a valid Azure footer for its
  * size (only the rename is then done), or a negative errno. */
 int vhd_inplace_azure(const char *path, const char *final_path, struct vdk_err *e);
+int vhd_in_place(const char *path, const char *new_name, struct vdk_opts *o, struct vdk_err *e);
 
 #endif

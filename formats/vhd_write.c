@@ -398,3 +398,20 @@ int vhd_inplace_azure(const char *path, const char *final_path, struct vdk_err *
 	close(fd); /* drops the lock only once the name is final */
 	return r;
 }
+
+/* The in-place entry of the format table: only the Azure layout can be
+ * made by appending a footer (a dynamic VHD would need the data moved). */
+int vhd_in_place(const char *path, const char *new_name, struct vdk_opts *o, struct vdk_err *e)
+{
+	bool azure = false;
+	int r = vdk_opts_get_bool(o, "azure", false, &azure, e);
+	if (!r)
+		r = vdk_opts_check_unused(o, "vpc", e);
+	if (r)
+		return r;
+	if (!azure)
+		return vdk_err_set(e, VDK_E_USAGE, ENOTSUP, path, "vpc", VDK_NO_OFFSET,
+		                   "in place, only -o azure=on (a fixed VHD with a footer "
+		                   "appended) can be made");
+	return vhd_inplace_azure(path, new_name, e);
+}

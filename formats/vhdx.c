@@ -517,6 +517,9 @@ static void vhdx_close(struct vdk_image *img)
 	free(s->parent_vol);
 }
 
+/* Hyper-V exports name the disk format by a Microsoft URI ending in vhdx. */
+static const char *const vhdx_ovf_formats[] = {"vhdx", NULL};
+
 const struct vdk_format vdk_format_vhdx = {
     .name = "vhdx",
     .description = "Microsoft Hyper-V VHDX (MS-VHDX v1)",
@@ -536,4 +539,5 @@ const struct vdk_format vdk_format_vhdx = {
     .clone = vhdx_clone,
     .finalize = vhdx_finalize,
     .wclose = vhdx_wclose,
+    .ovf_formats = vhdx_ovf_formats,
 };

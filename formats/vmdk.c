@@ -595,6 +595,10 @@ static void vmdk_close(struct vdk_image *img)
 	memset(st, 0, sizeof(*st));
 }
 
+/* VMware writes vmdk.html#streamOptimized (or #sparse, #monolithicSparse);
+ * any URI that names VMDK is a VMDK. */
+static const char *const vmdk_ovf_formats[] = {"vmdk", NULL};
+
 const struct vdk_format vdk_format_vmdk = {
     .name = "vmdk",
     .description = "VMware virtual disk (sparse, flat, split, stream-optimized, ESXi)",
@@ -616,4 +620,6 @@ const struct vdk_format vdk_format_vmdk = {
     .clone = vmdk_wclone,
     .finalize = vmdk_wfinalize,
     .wclose = vmdk_wclose,
+    .ovf_formats = vmdk_ovf_formats,
+    .ovf_format_uri = "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized",
 };

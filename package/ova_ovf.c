@@ -720,7 +720,6 @@ void ova_ovf_json(const struct ova_ovf *o, struct vdk_json *j)
 
 /* Writer: OVF 1.0 as vSphere expects it ----------------------------- */
 
-#define OVF_VMDK_SO "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"
 #define OVF_RASD                                                                                   \
 	"http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData"
 #define OVF_VSSD "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData"
@@ -827,7 +826,7 @@ static void ovf_w_body(struct ovf_w *w, xmlNode *env, const char *name,
 		ovf_set(w, k, "diskId", id);
 		snprintf(id, sizeof(id), "file%zu", i + 1);
 		ovf_set(w, k, "fileRef", id);
-		ovf_set(w, k, "format", OVF_VMDK_SO);
+		ovf_set(w, k, "format", vdk_format_find("vmdk")->ovf_format_uri);
 		ovf_setu(w, k, "populatedSize", d[i].populated);
 	}
 	xmlNode *vs = ovf_el(env, NULL, "VirtualSystem", NULL);

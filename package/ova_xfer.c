@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "job.h"
 #include "ova_private.h"
 #include "util.h"
 
@@ -140,47 +141,54 @@ static int xf_gunzip(struct vdk_src *in, int fd, uint64_t limit, struct vdk_err 
 	return r;
 }
 
+/* The reader the DiskSection's ovf:format names (the registry holds the
+ * URIs), or NULL to probe. */
 static const char *xf_src_format(const struct ova_disk *d)
 {
-	if (d->format && strstr(d->format, "vmdk"))
-		return "vmdk";
-	if (d->format && strstr(d->format, "qcow"))
-		return "qcow2";
-	if (d->format && (strstr(d->format, "vhdx") || strstr(d->format, "VHDX")))
-		return "vhdx";
-	return NULL; /* probe */
+	const struct vdk_format *f = vdk_format_for_ovf(d->format);
+	return f ? f->name : NULL;
 }
 
-/* Convert one opened image to out_path, committing only if ok says so. */
-static int xf_convert(struct xf_unpack *u, struct vdk_image *img, const char *out_path,
-                      struct vdk_src *vs, const char *href, struct vdk_err *e)
+struct xf_commit_ctx {
+	struct xf_unpack *u;
+	struct vdk_src *vs; /* the verifying source, or NULL (already checked) */
+	const char *out_path;
+};
+
+/* Before an output is renamed into place: every byte it came from matched
+ * the manifest, and the package did not change while it was read. */
+static int xf_before_commit(struct vdk_job *j, struct vdk_err *e)
 {
-	struct vdk_sink *k = NULL;
-	struct vdk_writer *w = NULL;
-	struct vdk_convert_stats st;
+	struct xf_commit_ctx *c = j->ctx;
 	const char *bad = NULL;
-	int r = vdk_sink_create_file(out_path, &k, e);
-	if (r == 0)
-		r = vdk_writer_create(u->ofmt, k, img->size, u->o->wopts, img, &w, e);
-	if (r == 0)
-		r = vdk_convert(img, w, &u->o->conv, &st, e);
-	if (r == 0 && vs)
-		r = ova_vsrc_finish(vs, &bad, NULL, e);
+	int r = c->vs ? ova_vsrc_finish(c->vs, &bad, NULL, e) : 0;
 	if (r == 0 && bad) {
-		ova_report_add(u->r, OVA_ERROR, bad, "digest mismatch: %s not written", out_path);
-		r = 1;
+		ova_report_add(c->u->r, OVA_ERROR, bad, "digest mismatch: %s not written",
+		               c->out_path);
+		return 1;
 	}
-	if (r == 0)
-		r = ova_pkg_stable(u->p, e);
-	if (r == 0)
-		r = vdk_writer_finish(w, e);
+	return r ? r : ova_pkg_stable(c->u->p, e);
+}
+
+/* Convert one opened image to out_path through the library's job. */
+static int xf_convert(struct xf_unpack *u, struct vdk_image *img, const char *out_path,
+                      struct vdk_src *vs, struct vdk_err *e)
+{
+	struct xf_commit_ctx c = {.u = u, .vs = vs, .out_path = out_path};
+	struct vdk_job j;
+	vdk_job_init(&j);
+	j.in = img;
+	j.fmt = u->ofmt;
+	j.dst = out_path;
+	j.wopts = u->o->wopts;
+	j.conv = u->o->conv;
+	j.before_commit = xf_before_commit;
+	j.ctx = &c;
+	int r = vdk_job_run(&j, e);
 	if (r == 0) {
 		xf_add_output(u->r, out_path);
 		u->r->checked++;
 	}
-	vdk_writer_close(w);
-	vdk_sink_close(k);
-	(void)href;
 	return r;
 }
 
@@ -213,7 +221,7 @@ static int xf_unpack_gzip(struct xf_unpack *u, const struct ova_disk *d, struct 
 	else if (ts)
 		vdk_src_close(ts);
 	if (r == 0)
-		r = xf_convert(u, img, out_path, NULL, f->href, e);
+		r = xf_convert(u, img, out_path, NULL, e);
 	vdk_image_close(img);
 	return r;
 }
@@ -236,7 +244,7 @@ static int xf_unpack_disk(struct xf_unpack *u, const struct ova_disk *d, struct 
 	struct vdk_image *img = NULL;
 	r = vdk_image_open(vs, false, xf_src_format(d), NULL, &img, e);
 	if (r == 0)
-		r = xf_convert(u, img, out_path, vs, f->href, e);
+		r = xf_convert(u, img, out_path, vs, e);
 	vdk_image_close(img);
 	vdk_src_close(vs);
 	return r;
@@ -524,28 +532,27 @@ static int xf_put_member(struct xf_pack *k, uint64_t off, const char *name, cons
 
 static int xf_pack_disk(struct xf_pack *k, size_t i, uint64_t *off, struct vdk_err *e)
 {
-	const struct vdk_format *vmdk = vdk_format_find("vmdk");
-	if (!vmdk)
-		return vdk_unsup(e, k->hrefs[i], "vmdk", VDK_NO_OFFSET,
-		                 "the VMDK writer is not available");
 	struct vdk_opts opts = {0};
 	struct vdk_sink *ms = NULL;
-	struct vdk_writer *w = NULL;
-	struct vdk_convert_stats st;
+	struct vdk_job j;
+	vdk_job_init(&j);
+	j.in = k->imgs[i];
+	j.fmt = vdk_format_find("vmdk");
+	j.wopts = &opts;
+	j.conv = k->o->conv;
+	if (!j.fmt)
+		return vdk_unsup(e, k->hrefs[i], "vmdk", VDK_NO_OFFSET,
+		                 "the VMDK writer is not available");
 	int r = vdk_opts_set(&opts, "subformat", "streamOptimized", e);
 	if (r == 0)
 		r = ova_tar_member_sink(k->out, *off, k->hrefs[i], k->o->alg, k->mtime, &ms, e);
+	j.sink = ms;
 	if (r == 0)
-		r = vdk_writer_create(vmdk, ms, k->imgs[i]->size, &opts, k->imgs[i], &w, e);
-	if (r == 0)
-		r = vdk_convert(k->imgs[i], w, &k->o->conv, &st, e);
-	if (r == 0)
-		r = vdk_writer_finish(w, e);
+		r = vdk_job_run(&j, e);
 	if (r == 0) {
 		ova_tar_member_info(ms, &k->pd[i].file_size, k->digests[i], off);
-		k->pd[i].populated = st.copied + st.cloned + st.offloaded;
+		k->pd[i].populated = j.st.copied + j.st.cloned + j.st.offloaded;
 	}
-	vdk_writer_close(w);
 	vdk_sink_close(ms);
 	vdk_opts_free(&opts);
 	return r;

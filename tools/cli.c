@@ -149,82 +149,31 @@ void cli_job_free(struct cli_job *j)
 	vdk_opts_free(&j->opts);
 }
 
-static bool cli_same_file(const char *a, const char *b)
-{
-	struct stat sa, sb;
-	return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
-	       sa.st_ino == sb.st_ino;
-}
-
-/* Re-read the finished output through its own reader and compare digests. */
-static int cli_job_verify(struct cli_job *j, const struct vdk_convert_stats *st, struct vdk_err *e)
-{
-	struct vdk_image *img;
-	int r = vdk_image_open_path(j->dst, j->dst_fmt, &j->open, &img, e);
-	if (r)
-		return r;
-	uint8_t d[VDK_DIGEST_MAX];
-	r = vdk_image_digest(img, j->conv.threads, d, e);
-	vdk_image_close(img);
-	if (!r && memcmp(d, st->digest, VDK_DIGEST_MAX) != 0)
-		r = vdk_err_set(e, VDK_E_DIFFER, EIO, j->dst, j->dst_fmt, VDK_NO_OFFSET,
-		                "verification failed: the output's content differs from the "
-		                "source's");
-	return r;
-}
-
-static int cli_job_convert(struct cli_job *j, struct vdk_image *in, struct vdk_sink *sink,
-                           struct vdk_convert_stats *st, struct vdk_err *e)
-{
-	const struct vdk_format *fmt = vdk_format_find(j->dst_fmt);
-	if (!fmt)
-		return vdk_err_set(e, VDK_E_USAGE, EINVAL, NULL, NULL, VDK_NO_OFFSET,
-		                   "unknown output format '%s'", j->dst_fmt);
-	struct vdk_writer *w;
-	int r = vdk_writer_create(fmt, sink, in->size, &j->opts, in, &w, e);
-	if (r)
-		return r;
-	struct cli_progress cp = {
-	    .json = j->progress_json, .bar = j->progress && isatty(2), .last_pct = -1};
-	struct vdk_convert_opts o = j->conv;
-	o.digest = o.digest || j->verify;
-	o.cancel = &cli_cancel;
-	if (cp.json || cp.bar) {
-		o.progress = cli_progress_cb;
-		o.progress_ctx = &cp;
-	}
-	r = vdk_convert(in, w, &o, st, e);
-	if (cp.bar)
-		fprintf(stderr, "\n");
-	if (!r)
-		r = vdk_writer_finish(w, e);
-	vdk_writer_close(w);
-	return r;
-}
-
+/* The tool's part of a conversion: options in, progress out; the
+ * sequence itself is the library's job (job.h). */
 int cli_job_run(struct cli_job *j, struct vdk_convert_stats *st, struct vdk_err *e)
 {
-	bool to_stdout = !strcmp(j->dst, "-");
-	if (!to_stdout && cli_same_file(j->src, j->dst))
-		return vdk_err_set(e, VDK_E_USAGE, EEXIST, j->dst, NULL, VDK_NO_OFFSET,
-		                   "output is the input file: refused");
-	struct vdk_image *in;
-	int r = vdk_image_open_path(j->src, j->src_fmt, &j->open, &in, e);
-	if (r)
-		return r;
-	struct vdk_sink *sink = NULL;
-	r = to_stdout ? vdk_sink_open_stream(1, "(stdout)", &sink, e)
-	              : vdk_sink_create_file(j->dst, &sink, e);
-	if (!r)
-		r = cli_job_convert(j, in, sink, st, e);
-	vdk_image_close(in);
-	if (!r && j->verify && !to_stdout) {
-		r = cli_job_verify(j, st, e);
-		if (r) /* never leave a wrong output looking valid, extents too */
-			vdk_sink_withdraw(sink);
+	struct cli_progress cp = {
+	    .json = j->progress_json, .bar = j->progress && isatty(2), .last_pct = -1};
+	struct vdk_job job;
+	vdk_job_init(&job);
+	job.src = j->src;
+	job.src_fmt = j->src_fmt;
+	job.open = j->open;
+	job.dst = j->dst;
+	job.dst_fmt = j->dst_fmt;
+	job.wopts = &j->opts;
+	job.conv = j->conv;
+	job.conv.cancel = &cli_cancel;
+	job.verify = j->verify;
+	if (cp.json || cp.bar) {
+		job.conv.progress = cli_progress_cb;
+		job.conv.progress_ctx = &cp;
 	}
-	if (sink)
-		vdk_sink_close(sink); /* removes the temporary output unless committed */
+	int r = vdk_job_run(&job, e);
+	if (cp.bar)
+		fprintf(stderr, "\n");
+	*st = job.st;
 	return r;
 }
 

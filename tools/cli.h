@@ -7,6 +7,7 @@
 #include <stdbool.h>
 
 #include "format.h"
+#include "job.h"
 #include "pipeline.h"
 
 enum { CLI_OK = 0, CLI_BAD = 1, CLI_USAGE = 2, CLI_IO = 3 };
@@ -22,9 +23,8 @@ int cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 extern volatile int cli_cancel;
 void cli_install_signals(void);
 
-/* A conversion job: open src, create dst under a temporary name, run the
- * pipeline, finish, optionally verify by re-reading dst through its reader,
- * and rename into place; on any failure nothing is left at dst. */
+/* A conversion as the command line states it; cli_job_run hands it to the
+ * library's job (job.h), which leaves nothing at dst on any failure. */
 struct cli_job {
 	const char *src, *dst;
 	const char *src_fmt; /* NULL: probe */

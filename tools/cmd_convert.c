@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "vhd.h"
 
 static void convert_report(const struct cli_job *j, const struct vdk_convert_stats *st)
 {
@@ -47,26 +46,21 @@ static int convert_opt(struct cli_job *j, int c, const char *arg, bool *quiet)
 	return r >= 0 ? r : cli_usage("convert: unknown option");
 }
 
-/* --in-place: the source file itself becomes the target. Today that is
- * raw -> Azure fixed VHD: round up to a MiB, append the footer, fsync, and
- * only then rename (DST given). Nothing is copied. */
+/* --in-place: the source file itself becomes the target (today raw ->
+ * Azure fixed VHD: a footer appended, nothing copied). */
 static int convert_in_place(struct cli_job *j, int nargs, char **args)
 {
 	struct vdk_err e = {0};
-	bool azure = false;
-	const char *fmt = j->dst_fmt;
 	if (nargs < 1 || nargs > 2)
 		return cli_usage("convert --in-place needs FILE [NEW-NAME]");
-	if (vdk_opts_get_bool(&j->opts, "azure", false, &azure, &e))
-		return cli_fail(&e);
-	if (!j->src_fmt || strcmp(j->src_fmt, "raw") ||
-	    (strcmp(fmt, "vpc") && strcmp(fmt, "vhd")) || !azure ||
-	    vdk_opts_check_unused(&j->opts, "vpc", &e) || j->verify)
-		return cli_usage("--in-place supports -f raw -O vpc -o azure=on only");
-	int r = vhd_inplace_azure(args[0], nargs == 2 ? args[1] : NULL, &e);
+	if (j->verify)
+		return cli_usage("--in-place cannot be combined with --verify");
+	const char *final = nargs == 2 ? args[1] : args[0];
+	int r = vdk_convert_in_place(args[0], nargs == 2 ? args[1] : NULL, j->src_fmt, j->dst_fmt,
+	                             &j->opts, &e);
 	if (r < 0)
-		return cli_fail(&e);
-	fprintf(stderr, "%s: %s: %s\n", cli_prog, nargs == 2 ? args[1] : args[0],
+		return e.cls == VDK_E_USAGE ? cli_usage("%s", e.msg) : cli_fail(&e);
+	fprintf(stderr, "%s: %s: %s\n", cli_prog, final,
 	        r == 1 ? "already an Azure fixed VHD; left as it is"
 	               : "now an Azure fixed VHD (footer appended in place, nothing copied)");
 	return CLI_OK;
