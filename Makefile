@@ -81,6 +81,17 @@ fuzz/bin/replay_%: fuzz/fuzz_%.c fuzz/replay.c $(ASAN_OBJ)
 	@echo "  LD-SAN  $@"
 	@$(CC) $(ALL_CFLAGS) -O1 $(SAN) -o $@ $^ $(LIBS)
 
+# Allocation-failure sweep: vdkit's own allocations go through wraps that
+# fail the Nth call; run under ASan so every failed run is leak-checked.
+ALLOC_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=strndup \
+	-Wl,--wrap=posix_memalign,--wrap=aligned_alloc,--wrap=vasprintf,--wrap=asprintf
+TEST_BIN := $(filter-out bin/tests/test_alloc,$(TEST_BIN))
+ASAN_TEST_BIN := bin/asan/test_alloc
+bin/asan/test_alloc: tests/test_alloc.c $(ASAN_OBJ)
+	@mkdir -p bin/asan
+	@echo "  LD-SAN  $@"
+	@$(CC) $(ALL_CFLAGS) -O1 $(SAN) -o $@ $^ $(LIBS) $(ALLOC_WRAP)
+
 # The tests that run threads (pipeline workers, the OVA digest thread)
 # again under ThreadSanitizer, run by `make check`.
 TSAN_BIN := bin/tsan/test_core bin/tsan/test_ova_vsrc
@@ -112,7 +123,7 @@ fuzz: $(FUZZ_BIN)
 	  $$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
 	    -artifact_prefix=fuzz/crashers/$$n/ fuzz/work/$$n fuzz/corpus/$$n || exit 1; done
 
-check: all test-deps $(TEST_BIN) $(REPLAY_BIN) $(TSAN_BIN)
+check: all test-deps $(TEST_BIN) $(REPLAY_BIN) $(TSAN_BIN) $(ASAN_TEST_BIN)
 	@tests/run.sh
 
 demo: all test-deps

@@ -69,7 +69,7 @@ static bool clone_offload_pays(int fd)
 	return fstatfs(fd, &sfs) == 0 && sfs.f_type == CLONE_NFS_MAGIC;
 }
 
-int vdk_sink_clone(struct vdk_sink *k, uint64_t off, int src_fd, uint64_t src_off, uint64_t len,
+int vdk_sink_clone(struct vdk_sink *k, uint64_t off, uint64_t len, int src_fd, uint64_t src_off,
                    enum vdk_clone_mode mode, struct vdk_err *e)
 {
 	if (mode == VDK_CLONE_NEVER || k->fd < 0 || src_fd < 0 || (k->flags & VDK_SINK_SEQUENTIAL))

@@ -111,7 +111,7 @@ int vdk_compare(struct vdk_image *a, struct vdk_image *b, bool *differ, uint64_t
 	struct cmp_cursor ca = {.img = a}, cb = {.img = b};
 	uint8_t *ba = malloc(CMP_CHUNK), *bb = malloc(CMP_CHUNK);
 	uint64_t end = VDK_MAX(a->size, b->size), pos = 0;
-	int r = ba && bb ? 0 : vdk_ioerr(e, ENOMEM, NULL, "out of memory");
+	int r = ba && bb ? 0 : vdk_nomem(e, a->src->name, NULL, "the compare buffers");
 	*differ = false;
 	while (!r && !*differ && pos < end) {
 		bool za, zb;
@@ -134,5 +134,36 @@ int vdk_compare(struct vdk_image *a, struct vdk_image *b, bool *differ, uint64_t
 	vdk_extents_free(&cb.x);
 	free(ba);
 	free(bb);
+	return r;
+}
+
+int vdk_image_is_zero(struct vdk_image *img, uint64_t off, uint64_t len, bool *zero,
+                      struct vdk_err *e)
+{
+	struct cmp_cursor c = {.img = img};
+	uint8_t *buf = NULL;
+	uint64_t end = VDK_MIN(img->size, off + len), pos = off;
+	int r = 0;
+	*zero = true;
+	while (!r && *zero && pos < end) {
+		bool z;
+		uint64_t until;
+		r = cmp_peek(&c, pos, &z, &until, e);
+		until = VDK_MIN(until, end);
+		if (r || z) {
+			pos = until;
+			continue;
+		}
+		if (!buf && !(buf = malloc(CMP_CHUNK))) {
+			r = vdk_nomem(e, img->src->name, img->fmt->name, "a read buffer");
+			break;
+		}
+		uint64_t n = VDK_MIN(until - pos, (uint64_t)CMP_CHUNK);
+		r = vdk_image_pread(img, buf, (size_t)n, pos, e);
+		*zero = !r && vdk_is_zero(buf, (size_t)n);
+		pos += n;
+	}
+	vdk_extents_free(&c.x);
+	free(buf);
 	return r;
 }

@@ -35,6 +35,17 @@ int vdk_err_set(struct vdk_err *e, enum vdk_err_class cls, int code, const char 
 	return -code;
 }
 
+int vdk_err_ensure(struct vdk_err *e, int r, const char *file, const char *format, const char *what)
+{
+	if (r >= 0 || e->cls != VDK_E_NONE)
+		return r;
+	if (r == -ENOMEM)
+		return vdk_err_set(e, VDK_E_IO, ENOMEM, file, format, VDK_NO_OFFSET,
+		                   "out of memory while %s", what);
+	return vdk_err_set(e, VDK_E_IO, -r, file, format, VDK_NO_OFFSET, "%s failed: %s", what,
+	                   strerror(-r));
+}
+
 void vdk_err_clear(struct vdk_err *e)
 {
 	e->cls = VDK_E_NONE;

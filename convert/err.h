@@ -37,6 +37,18 @@ int vdk_err_set(struct vdk_err *e, enum vdk_err_class cls, int code, const char 
 #define vdk_ioerr(e, code, file, ...)                                                              \
 	vdk_err_set((e), VDK_E_IO, (code), (file), NULL, VDK_NO_OFFSET, __VA_ARGS__)
 
+/* An allocation failed: what names it ("the L1 table"), so the user can
+ * tell a huge table from a machine out of memory. */
+#define vdk_nomem(e, file, format, what)                                                           \
+	vdk_err_set((e), VDK_E_IO, ENOMEM, (file), (format), VDK_NO_OFFSET,                        \
+	            "out of memory for %s", (what))
+
+/* At the boundary where the core calls a format module: a negative r that
+ * left e empty (a helper with no error object returned -ENOMEM) still
+ * reaches the user naming the file, the format and the operation. */
+int vdk_err_ensure(struct vdk_err *e, int r, const char *file, const char *format,
+                   const char *what);
+
 void vdk_err_clear(struct vdk_err *e);
 
 /* Exit code for an error class (0 for none). */

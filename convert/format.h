@@ -222,6 +222,11 @@ struct vdk_json *vdk_image_info(struct vdk_image *img, const char *filename, str
 int vdk_writer_create(const struct vdk_format *fmt, struct vdk_sink *sink, uint64_t size,
                       struct vdk_opts *opts, const struct vdk_image *source,
                       struct vdk_writer **out, struct vdk_err *e);
+/* The output's name for messages (NULL for the digest's null writer). */
+static inline const char *vdk_writer_name(const struct vdk_writer *w)
+{
+	return w->sink ? w->sink->name : NULL;
+}
 int vdk_writer_write(struct vdk_writer *w, const void *buf, size_t len, uint64_t off,
                      struct vdk_err *e);
 int vdk_writer_zero(struct vdk_writer *w, uint64_t off, uint64_t len, struct vdk_err *e);

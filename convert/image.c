@@ -112,7 +112,7 @@ static int image_open(struct vdk_src *src, bool own_src, const char *fmt_name,
 	img->opts = opts ? opts : &default_open_opts;
 	img->child = child;
 	img->depth = child ? child->depth + 1 : 0;
-	r = fmt->open(img, e);
+	r = vdk_err_ensure(e, fmt->open(img, e), src->name, fmt->name, "opening the image");
 	if (r) {
 		vdk_image_close(img);
 		return r;
@@ -178,9 +178,11 @@ static int image_raw_extents(struct vdk_image *img, uint64_t off, uint64_t len,
 {
 	vdk_extents_reset(x);
 	if (!img->fmt->extents)
-		return vdk_extents_add(x, off, len, 0, -1, 0) ? vdk_ioerr(e, ENOMEM, NULL, "oom")
-		                                              : 0;
-	int r = img->fmt->extents(img, off, len, x, e);
+		return vdk_extents_add(x, off, len, 0, -1, 0)
+		           ? vdk_nomem(e, img->src->name, img->fmt->name, "the extent list")
+		           : 0;
+	int r = vdk_err_ensure(e, img->fmt->extents(img, off, len, x, e), img->src->name,
+	                       img->fmt->name, "mapping the image");
 	if (r)
 		return r;
 	uint64_t pos = off;
@@ -261,7 +263,8 @@ int vdk_image_pread(struct vdk_image *img, void *buf, size_t len, uint64_t off, 
 		return vdk_bad(e, img->src->name, img->fmt->name, off,
 		               "read past the end of the virtual disk");
 	if (!img->fmt->extents)
-		return img->fmt->pread(img, buf, len, off, e);
+		return vdk_err_ensure(e, img->fmt->pread(img, buf, len, off, e), img->src->name,
+		                      img->fmt->name, "reading the image");
 	struct vdk_extents x = {0};
 	uint8_t *p = buf;
 	int r = 0;
@@ -273,7 +276,9 @@ int vdk_image_pread(struct vdk_image *img, void *buf, size_t len, uint64_t off, 
 			uint8_t *dst = p + (xe->off - off);
 			struct vdk_image *b = img->backing;
 			if (!(xe->flags & (VDK_EXT_ZERO | VDK_EXT_HOLE))) {
-				r = img->fmt->pread(img, dst, xe->len, xe->off, e);
+				r = vdk_err_ensure(
+				    e, img->fmt->pread(img, dst, xe->len, xe->off, e),
+				    img->src->name, img->fmt->name, "reading the image");
 			} else if ((xe->flags & VDK_EXT_HOLE) && !(xe->flags & VDK_EXT_ZERO) && b &&
 			           xe->off < b->size) {
 				uint64_t n = VDK_MIN(xe->len, b->size - xe->off);

@@ -182,7 +182,7 @@ enum vdk_clone_how {
  * -EOPNOTSUPP when the caller must copy by reading and writing (wrong
  * alignment, different filesystems, no support); other negatives are real
  * errors. Never partially fails silently: a short copy_file_range resumes. */
-int vdk_sink_clone(struct vdk_sink *k, uint64_t off, int src_fd, uint64_t src_off, uint64_t len,
+int vdk_sink_clone(struct vdk_sink *k, uint64_t off, uint64_t len, int src_fd, uint64_t src_off,
                    enum vdk_clone_mode mode, struct vdk_err *e);
 
 #endif

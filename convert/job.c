@@ -38,17 +38,27 @@ static int job_resolve_format(struct vdk_job *j, struct vdk_err *e)
 }
 
 /* Re-read the committed output through its own reader and compare the
- * content digest with the one computed on the way in. */
-static int job_verify(struct vdk_job *j, struct vdk_err *e)
+ * content digest with the one computed on the way in. Formats that round
+ * the size up (VHD's CHS geometry, whole sectors) make the output longer:
+ * its digest is taken over the source's size and the rest must be zero. */
+static int job_verify(struct vdk_job *j, uint64_t src_size, struct vdk_err *e)
 {
 	struct vdk_image *img;
 	int r = vdk_image_open_path(j->dst, j->fmt->name, &j->open, &img, e);
 	if (r)
 		return r;
+	uint64_t out_size = img->size;
+	bool tail_zero = true;
 	uint8_t d[VDK_DIGEST_MAX];
-	r = vdk_image_digest(img, j->conv.threads, d, e);
+	if (out_size > src_size)
+		r = vdk_image_is_zero(img, src_size, out_size - src_size, &tail_zero, e);
+	if (!r && out_size >= src_size) {
+		img->size = src_size;
+		r = vdk_image_digest(img, j->conv.threads, d, e);
+		img->size = out_size;
+	}
 	vdk_image_close(img);
-	if (!r && memcmp(d, j->st.digest, VDK_DIGEST_MAX) != 0)
+	if (!r && (out_size < src_size || !tail_zero || memcmp(d, j->st.digest, VDK_DIGEST_MAX)))
 		r = vdk_err_set(e, VDK_E_DIFFER, EIO, j->dst, j->fmt->name, VDK_NO_OFFSET,
 		                "verification failed: the output's content differs from the "
 		                "source's");
@@ -103,7 +113,7 @@ static int job_run_open(struct vdk_job *j, struct vdk_err *e)
 	if (!r)
 		r = job_write(j, sink, e);
 	if (!r && j->verify) {
-		r = job_verify(j, e);
+		r = job_verify(j, j->in->size, e);
 		if (r) /* never leave a wrong output looking valid, extents too */
 			vdk_sink_withdraw(sink);
 	}

@@ -206,8 +206,11 @@ static void pl_work(struct pl *p, struct pl_slot *s)
 		struct pl_run *run = &s->runs[i];
 		run->enc.len = 0;
 		if (!run->zero)
-			s->rc = p->out->fmt->encode(p->out, s->buf + (run->off - s->off), run->len,
-			                            run->off, &run->enc, &s->err);
+			s->rc = vdk_err_ensure(
+			    &s->err,
+			    p->out->fmt->encode(p->out, s->buf + (run->off - s->off), run->len,
+			                        run->off, &run->enc, &s->err),
+			    vdk_writer_name(p->out), p->out->fmt->name, "encoding");
 	}
 }
 
@@ -279,7 +282,9 @@ static int pl_commit_data(struct pl *p, struct pl_slot *s, struct vdk_err *e)
 		}
 		p->st->copied += run->len;
 		if (p->out->caps & VDK_WCAP_ENCODE)
-			r = p->out->fmt->write_encoded(p->out, &run->enc, run->off, run->len, e);
+			r = vdk_err_ensure(
+			    e, p->out->fmt->write_encoded(p->out, &run->enc, run->off, run->len, e),
+			    vdk_writer_name(p->out), p->out->fmt->name, "writing the output");
 		else
 			r = vdk_writer_write(p->out, s->buf + (run->off - s->off), run->len,
 			                     run->off, e);
@@ -315,6 +320,8 @@ static int pl_commit_clone(struct pl *p, struct pl_slot *s, struct vdk_err *e)
 	int r = -EOPNOTSUPP;
 	if (p->clone_ok)
 		r = p->out->fmt->clone(p->out, s->off, s->len, s->fd, s->phys, p->o->clone, e);
+	if (r < 0 && r != -EOPNOTSUPP)
+		r = vdk_err_ensure(e, r, vdk_writer_name(p->out), p->out->fmt->name, "cloning");
 	if (r == VDK_CLONED || r == VDK_OFFLOADED) {
 		if (r == VDK_CLONED)
 			p->st->cloned += s->len;

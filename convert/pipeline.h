@@ -50,6 +50,10 @@ int vdk_convert(struct vdk_image *in, struct vdk_writer *out, const struct vdk_c
 int vdk_image_digest(struct vdk_image *img, unsigned threads, uint8_t out[VDK_DIGEST_MAX],
                      struct vdk_err *e);
 
+/* Whether [off, off+len) of img (clipped to its size) reads as zeroes. */
+int vdk_image_is_zero(struct vdk_image *img, uint64_t off, uint64_t len, bool *zero,
+                      struct vdk_err *e);
+
 /* First offset where a and b differ (reading both through their readers);
  * sizes that differ compare the tail against zero, like qemu-img compare.
  * Returns 0 and *differ=false when equal. */

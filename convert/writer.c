@@ -19,7 +19,7 @@ int vdk_writer_create(const struct vdk_format *fmt, struct vdk_sink *sink, uint6
 	struct vdk_writer *w = calloc(1, sizeof(*w));
 	if (!w || (fmt->wstate_size && !(w->state = calloc(1, fmt->wstate_size)))) {
 		free(w);
-		return vdk_ioerr(e, ENOMEM, sink->name, "out of memory");
+		return vdk_nomem(e, sink->name, fmt->name, "the writer's state");
 	}
 	w->fmt = fmt;
 	w->sink = sink;
@@ -28,7 +28,7 @@ int vdk_writer_create(const struct vdk_format *fmt, struct vdk_sink *sink, uint6
 	w->caps = fmt->wcaps | (fmt->encode ? VDK_WCAP_ENCODE : 0);
 	w->granularity = 512;
 	w->source = source;
-	int r = fmt->create(w, e);
+	int r = vdk_err_ensure(e, fmt->create(w, e), sink->name, fmt->name, "creating the output");
 	if (!r)
 		r = vdk_opts_check_unused(w->opts, fmt->name, e);
 	if (!r &&
@@ -47,22 +47,24 @@ int vdk_writer_write(struct vdk_writer *w, const void *buf, size_t len, uint64_t
                      struct vdk_err *e)
 {
 	if (!vdk_range_ok(off, len, w->size))
-		return vdk_err_set(e, VDK_E_IO, EINVAL, w->sink->name, w->fmt->name, off,
+		return vdk_err_set(e, VDK_E_IO, EINVAL, vdk_writer_name(w), w->fmt->name, off,
 		                   "write past the end of the virtual disk");
-	return w->fmt->write(w, buf, len, off, e);
+	return vdk_err_ensure(e, w->fmt->write(w, buf, len, off, e), vdk_writer_name(w),
+	                      w->fmt->name, "writing the output");
 }
 
 int vdk_writer_zero(struct vdk_writer *w, uint64_t off, uint64_t len, struct vdk_err *e)
 {
 	if (!vdk_range_ok(off, len, w->size))
-		return vdk_err_set(e, VDK_E_IO, EINVAL, w->sink->name, w->fmt->name, off,
+		return vdk_err_set(e, VDK_E_IO, EINVAL, vdk_writer_name(w), w->fmt->name, off,
 		                   "write past the end of the virtual disk");
 	if (w->fmt->write_zeroes)
-		return w->fmt->write_zeroes(w, off, len, e);
+		return vdk_err_ensure(e, w->fmt->write_zeroes(w, off, len, e), vdk_writer_name(w),
+		                      w->fmt->name, "writing zeroes");
 	size_t bufsz = (size_t)VDK_MIN(len, (uint64_t)1 << 20);
 	uint8_t *z = calloc(1, bufsz ? bufsz : 1);
 	if (!z)
-		return vdk_ioerr(e, ENOMEM, w->sink->name, "out of memory");
+		return vdk_nomem(e, vdk_writer_name(w), w->fmt->name, "a zero buffer");
 	int r = 0;
 	while (!r && len) {
 		size_t n = (size_t)VDK_MIN(len, (uint64_t)bufsz);
@@ -76,7 +78,8 @@ int vdk_writer_zero(struct vdk_writer *w, uint64_t off, uint64_t len, struct vdk
 
 int vdk_writer_finalize(struct vdk_writer *w, struct vdk_err *e)
 {
-	return w->fmt->finalize ? w->fmt->finalize(w, e) : 0;
+	int r = w->fmt->finalize ? w->fmt->finalize(w, e) : 0;
+	return vdk_err_ensure(e, r, vdk_writer_name(w), w->fmt->name, "finishing the output");
 }
 
 int vdk_writer_finish(struct vdk_writer *w, struct vdk_err *e)

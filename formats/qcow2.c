@@ -152,7 +152,7 @@ static int qcow2_read_extensions(struct vdk_image *img, uint32_t hdr_len, uint64
 	size_t n = (size_t)(end - hdr_len);
 	uint8_t *b = malloc(n);
 	if (!b)
-		return -ENOMEM;
+		return vdk_nomem(e, img->src->name, FMT, "the header extensions");
 	int r = vdk_src_pread(img->src, b, n, hdr_len, e);
 	const uint8_t *ftab = NULL;
 	uint32_t flen = 0;
@@ -205,7 +205,7 @@ static int qcow2_load_l1(struct vdk_image *img, struct vdk_err *e)
 	s->l1 = malloc(bytes);
 	if (!raw || !s->l1) {
 		free(raw);
-		return -ENOMEM;
+		return vdk_nomem(e, n, FMT, "the L1 table");
 	}
 	int r = vdk_src_pread(img->src, raw, bytes, s->l1_off, e);
 	for (uint32_t i = 0; r == 0 && i < s->l1_size; i++)
@@ -245,7 +245,7 @@ static int qcow2_snapshot_entry(struct vdk_image *img, uint64_t *pos, struct qco
 	uint64_t at = *pos + 40 + xlen;
 	uint8_t *str = malloc((size_t)idlen + nmlen + 1);
 	if (!str)
-		return -ENOMEM;
+		return vdk_nomem(e, n, FMT, "a snapshot name");
 	r = vdk_src_pread(img->src, str, (size_t)idlen + nmlen, at, e);
 	if (r == 0) {
 		sn->id = qcow2_strndup(str, idlen);
@@ -255,7 +255,7 @@ static int qcow2_snapshot_entry(struct vdk_image *img, uint64_t *pos, struct qco
 	if (r)
 		return r;
 	if (!sn->id || !sn->name)
-		return -ENOMEM;
+		return vdk_nomem(e, n, FMT, "a snapshot name");
 	*pos = vdk_round_up(at + idlen + nmlen, 8);
 	return 0;
 }
@@ -274,7 +274,7 @@ static int qcow2_load_snapshots(struct vdk_image *img, struct vdk_err *e)
 		               s->nb_snapshots, (unsigned long long)s->snapshots_off);
 	s->snaps = calloc(s->nb_snapshots, sizeof(*s->snaps));
 	if (!s->snaps)
-		return -ENOMEM;
+		return vdk_nomem(e, n, FMT, "the snapshot table");
 	uint64_t pos = s->snapshots_off;
 	for (uint32_t i = 0; i < s->nb_snapshots; i++) {
 		int r = qcow2_snapshot_entry(img, &pos, &s->snaps[i], e);
@@ -314,7 +314,7 @@ static int qcow2_open_backing(struct vdk_image *img, uint64_t bfo, uint32_t bfs,
 	if (memchr(b, 0, bfs))
 		return vdk_bad(e, n, FMT, bfo, "NUL byte in the backing file name");
 	if (!(s->backing_name = qcow2_strndup(b, bfs)))
-		return -ENOMEM;
+		return vdk_nomem(e, n, FMT, "the backing file name");
 	const char *fmt =
 	    img->opts && img->opts->backing_fmt ? img->opts->backing_fmt : s->backing_fmt;
 	return vdk_image_open_backing(img, s->backing_name, fmt, e);

@@ -16,14 +16,13 @@
 
 int qcow2_map_init(struct vdk_image *img, struct vdk_err *e)
 {
-	(void)e;
 	struct qcow2_state *s = img->state;
 	if (pthread_mutex_init(&s->lock, NULL))
-		return -ENOMEM;
+		return vdk_nomem(e, img->src->name, "qcow2", "a lock");
 	s->lock_ok = true;
 	s->nslots = VDK_MAX(4u, VDK_MIN(64u, QCOW2_CACHE_BYTES / s->cluster_size));
 	s->slots = calloc(s->nslots, sizeof(*s->slots));
-	return s->slots ? 0 : -ENOMEM;
+	return s->slots ? 0 : vdk_nomem(e, img->src->name, "qcow2", "the L2 cache");
 }
 
 static void qcow2_ctx_free(uint32_t type, void *c)

@@ -85,7 +85,7 @@ static int qcow2w_opt_data(struct vdk_writer *w, struct qcow2_wstate *s, struct 
 	s->data_ino = st.st_ino;
 	/* Stored as given, like qemu-img (which opens it as written). */
 	if (!(s->data_ref = strdup(path)))
-		return -ENOMEM;
+		return vdk_nomem(e, w->sink->name, FMT, "the data file name");
 	if (strlen(s->data_ref) + 136 > s->cluster_size)
 		return qcow2w_err(w, e, VDK_NO_OFFSET, "data_file name too long for the cluster");
 	return 0;
@@ -176,7 +176,7 @@ static int qcow2w_layout(struct vdk_writer *w, struct qcow2_wstate *s, struct vd
 	s->l1 = calloc(s->l1_size ? s->l1_size : 1, sizeof(uint64_t));
 	s->l2 = calloc(s->l1_size ? s->l1_size : 1, sizeof(uint64_t *));
 	if (!s->l1 || !s->l2)
-		return -ENOMEM;
+		return vdk_nomem(e, w->sink->name, FMT, "the L1 table");
 	int r = qcow2w_rc_inc(s, 0, (s->cursor - 1) >> s->cluster_bits);
 	if (r || !s->fixed)
 		return r;
@@ -202,7 +202,7 @@ int qcow2_create(struct vdk_writer *w, struct vdk_err *e)
 		return vdk_unsup(e, w->sink->name, FMT, VDK_NO_OFFSET,
 		                 "qcow2 output needs a seekable file");
 	if (pthread_mutex_init(&s->lock, NULL))
-		return -ENOMEM;
+		return vdk_nomem(e, w->sink->name, FMT, "a lock");
 	s->lock_ok = true;
 	/* vdkit's own option (qemu-img has none): deflate 1..12, zstd 1..19.
 	 * Deflate level 1 of libdeflate is within a few percent of qemu's
@@ -338,7 +338,7 @@ int qcow2_clone(struct vdk_writer *w, uint64_t off, uint64_t len, int src_fd, ui
 	if (s->data_mode)
 		return qcow2w_same_file(s, src_fd) && src_off == off ? VDK_CLONED : -EOPNOTSUPP;
 	if (s->fixed)
-		return vdk_sink_clone(w->sink, s->base + off, src_fd, src_off, len, mode, e);
+		return vdk_sink_clone(w->sink, s->base + off, len, src_fd, src_off, mode, e);
 	uint64_t g0 = off >> s->cluster_bits, g1 = (off + len - 1) >> s->cluster_bits;
 	int r = qcow2w_l2_ensure(s, g0, g1);
 	if (r)
@@ -347,7 +347,7 @@ int qcow2_clone(struct vdk_writer *w, uint64_t off, uint64_t len, int src_fd, ui
 		if (*qcow2w_entry(s, g))
 			return -EOPNOTSUPP;
 	uint64_t host = s->cursor;
-	int how = vdk_sink_clone(w->sink, host, src_fd, src_off, len, mode, e);
+	int how = vdk_sink_clone(w->sink, host, len, src_fd, src_off, mode, e);
 	if (how < 0)
 		return how;
 	uint64_t h;
@@ -442,14 +442,14 @@ int qcow2_encode(struct vdk_writer *w, const void *buf, size_t len, uint64_t off
 	size_t cs = s->cluster_size, nclus = len / cs + (len % cs != 0);
 	out->len = 0;
 	if (vdk_buf_reserve(out, nclus * (cs + 4)))
-		return -ENOMEM;
+		return vdk_nomem(e, w->sink->name, FMT, "compressed clusters");
 	void *c = s->compress ? qcow2w_cctx_get(s) : NULL;
 	uint8_t *pad = len % cs ? malloc(cs) : NULL;
 	if ((s->compress && !c) || (len % cs && !pad)) {
 		free(pad);
 		if (c)
 			qcow2w_cctx_put(s, c);
-		return -ENOMEM;
+		return vdk_nomem(e, w->sink->name, FMT, "a compressor");
 	}
 	const uint8_t *p = buf;
 	for (size_t i = 0; i < nclus; i++)
@@ -540,7 +540,7 @@ static int qcow2w_put_table(struct vdk_writer *w, const uint64_t *v, uint64_t n,
 	struct qcow2_wstate *s = w->state;
 	uint8_t *b = calloc(1, vdk_round_up(n * 8, s->cluster_size) + 8);
 	if (!b)
-		return -ENOMEM;
+		return vdk_nomem(e, w->sink->name, FMT, "a table buffer");
 	for (uint64_t i = 0; i < n; i++)
 		vdk_put_be64(b + 8 * i, v[i]);
 	int r = vdk_sink_pwrite(w->sink, b, vdk_round_up(n * 8, s->cluster_size), at, e);
@@ -553,7 +553,7 @@ static int qcow2w_write_l2(struct vdk_writer *w, struct vdk_err *e)
 	struct qcow2_wstate *s = w->state;
 	uint64_t *tmp = s->fixed ? malloc((size_t)s->l2_entries * 8) : NULL;
 	if (s->fixed && !tmp)
-		return -ENOMEM;
+		return vdk_nomem(e, w->sink->name, FMT, "an L2 table");
 	int r = 0;
 	for (uint64_t i = 0; r == 0 && i < s->l1_size; i++) {
 		const uint64_t *v = s->l2[i];
@@ -657,7 +657,7 @@ int qcow2_finalize(struct vdk_writer *w, struct vdk_err *e)
 		return r;
 	uint8_t *h = calloc(1, s->cluster_size);
 	if (!h)
-		return -ENOMEM;
+		return vdk_nomem(e, w->sink->name, FMT, "the header");
 	size_t n = qcow2w_header(w, h, rt_off, (uint32_t)rt_clusters);
 	r = vdk_sink_pwrite(w->sink, h, n, 0, e);
 	free(h);

@@ -93,7 +93,7 @@ static int raw_write_zeroes(struct vdk_writer *w, uint64_t off, uint64_t len, st
 static int raw_clone(struct vdk_writer *w, uint64_t off, uint64_t len, int src_fd, uint64_t src_off,
                      enum vdk_clone_mode mode, struct vdk_err *e)
 {
-	return vdk_sink_clone(w->sink, off, src_fd, src_off, len, mode, e);
+	return vdk_sink_clone(w->sink, off, len, src_fd, src_off, mode, e);
 }
 
 static int raw_finalize(struct vdk_writer *w, struct vdk_err *e)

@@ -86,6 +86,9 @@ bool vhd_footer_csum_ok(const uint8_t *raw);
  * producers that size disks by geometry (Virtual PC, old qemu), the
  * current size for Hyper-V, Disk2vhd, XenServer, XenConverter, qemu with
  * force_size, and for any disk whose geometry is the maximum. */
+/* Hyper-V and Disk2vhd disks take their size from current_size, Virtual PC
+ * ones from the geometry (qemu's vpc rule). */
+bool vhd_uses_current_size(const struct vhd_footer *f);
 uint64_t vhd_footer_disk_size(const struct vhd_footer *f);
 /* The spec's CHS algorithm (appendix), as qemu applies it. */
 void vhd_geometry(uint64_t sectors, uint16_t *c, uint8_t *h, uint8_t *s);

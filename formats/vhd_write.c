@@ -140,8 +140,7 @@ static int vhdw_block(struct vdk_writer *w, struct vhd_wstate *st, uint64_t blk,
 	return 0;
 }
 
-int vhd_write(struct vdk_writer *w, const void *buf, size_t len, uint64_t off,
-                  struct vdk_err *e)
+int vhd_write(struct vdk_writer *w, const void *buf, size_t len, uint64_t off, struct vdk_err *e)
 {
 	struct vhd_wstate *st = w->state;
 	if (st->type == VHD_TYPE_FIXED)
@@ -183,12 +182,12 @@ int vhd_write_zeroes(struct vdk_writer *w, uint64_t off, uint64_t len, struct vd
 }
 
 int vhd_clone(struct vdk_writer *w, uint64_t off, uint64_t len, int src_fd, uint64_t src_off,
-                  enum vdk_clone_mode mode, struct vdk_err *e)
+              enum vdk_clone_mode mode, struct vdk_err *e)
 {
 	struct vhd_wstate *st = w->state;
 	if (st->type != VHD_TYPE_FIXED)
 		return -EOPNOTSUPP;
-	return vdk_sink_clone(w->sink, off, src_fd, src_off, len, mode, e);
+	return vdk_sink_clone(w->sink, off, len, src_fd, src_off, mode, e);
 }
 
 /* metadata --------------------------------------------------------------- */
@@ -234,7 +233,7 @@ int vhd_finalize(struct vdk_writer *w, struct vdk_err *e)
 	uint8_t foot[VHD_FOOTER_SIZE];
 	bool fixed = st->type == VHD_TYPE_FIXED;
 	vhd_footer_build(foot, st->type, w->size, st->c, st->h, st->s,
-	                     fixed ? VHD_NO_OFFSET : VHD_FOOTER_SIZE);
+	                 fixed ? VHD_NO_OFFSET : VHD_FOOTER_SIZE);
 	if (!fixed)
 		return vhdw_finalize_dynamic(w, st, foot, e);
 	/* Streams are padded up to the footer by the sink. */

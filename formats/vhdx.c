@@ -10,51 +10,9 @@
 #include "util.h"
 #include "vhdx.h"
 
-#define VHDX_GUID(d1, d2, d3, b0, b1, b2, b3, b4, b5, b6, b7)                                      \
-	{                                                                                          \
-		(d1) & 0xff, ((d1) >> 8) & 0xff, ((d1) >> 16) & 0xff, ((d1) >> 24) & 0xff,         \
-		    (d2)&0xff, ((d2) >> 8) & 0xff, (d3)&0xff, ((d3) >> 8) & 0xff, b0, b1, b2, b3,  \
-		    b4, b5, b6, b7                                                                 \
-	}
-
-const vhdx_guid vhdx_guid_bat =
-    VHDX_GUID(0x2DC27766, 0xF623, 0x4200, 0x9D, 0x64, 0x11, 0x5E, 0x9B, 0xFD, 0x4A, 0x08);
-const vhdx_guid vhdx_guid_meta =
-    VHDX_GUID(0x8B7CA206, 0x4790, 0x4B9A, 0xB8, 0xFE, 0x57, 0x5F, 0x05, 0x0F, 0x88, 0x6E);
-const vhdx_guid vhdx_guid_fileparam =
-    VHDX_GUID(0xCAA16737, 0xFA36, 0x4D43, 0xB3, 0xB6, 0x33, 0xF0, 0xAA, 0x44, 0xE7, 0x6B);
-const vhdx_guid vhdx_guid_vsize =
-    VHDX_GUID(0x2FA54224, 0xCD1B, 0x4876, 0xB2, 0x11, 0x5D, 0xBE, 0xD8, 0x3B, 0xF4, 0xB8);
-const vhdx_guid vhdx_guid_page83 =
-    VHDX_GUID(0xBECA12AB, 0xB2E6, 0x4523, 0x93, 0xEF, 0xC3, 0x09, 0xE0, 0x00, 0xC7, 0x46);
-const vhdx_guid vhdx_guid_lss =
-    VHDX_GUID(0x8141BF1D, 0xA96F, 0x4709, 0xBA, 0x47, 0xF2, 0x33, 0xA8, 0xFA, 0xAB, 0x5F);
-const vhdx_guid vhdx_guid_pss =
-    VHDX_GUID(0xCDA348C7, 0x445D, 0x4471, 0x9C, 0xC9, 0xE9, 0x88, 0x52, 0x51, 0xC5, 0x56);
-const vhdx_guid vhdx_guid_parent =
-    VHDX_GUID(0xA8D35F2D, 0xB30B, 0x454D, 0xAB, 0xF7, 0xD3, 0xD8, 0x48, 0x34, 0xAB, 0x0C);
-const vhdx_guid vhdx_guid_parent_type =
-    VHDX_GUID(0xB04AEFB7, 0xD19E, 0x4A81, 0xB7, 0x89, 0x25, 0xB8, 0xE9, 0x44, 0x59, 0x13);
-
 #define VHDX_NAME(img)       ((img)->src->name)
 #define BAD(img, off, ...)   vdk_bad(e, VHDX_NAME(img), "vhdx", (off), __VA_ARGS__)
 #define UNSUP(img, off, ...) vdk_unsup(e, VHDX_NAME(img), "vhdx", (off), __VA_ARGS__)
-
-bool vhdx_guid_is_zero(const uint8_t *g)
-{
-	for (int i = 0; i < 16; i++)
-		if (g[i])
-			return false;
-	return true;
-}
-
-uint32_t vhdx_crc(const uint8_t *buf, size_t len, size_t crc_off)
-{
-	static const uint8_t zero4[4];
-	uint32_t c = vdk_crc32c(0, buf, crc_off);
-	c = vdk_crc32c(c, zero4, 4);
-	return vdk_crc32c(c, buf + crc_off + 4, len - crc_off - 4);
-}
 
 static void vhdx_guid_str(const uint8_t *g, char out[37])
 {
@@ -214,7 +172,7 @@ static int vhdx_read_rt(struct vdk_image *img, struct vdk_err *e)
 {
 	uint8_t *rt = malloc(VHDX_RT_SIZE);
 	if (!rt)
-		return -ENOMEM;
+		return vdk_nomem(e, img->src->name, "vhdx", "the region table");
 	int r = -EINVAL;
 	for (int i = 0; i < 2; i++) {
 		uint64_t base = i ? VHDX_RT2_OFF : VHDX_RT1_OFF;
@@ -381,7 +339,7 @@ static int vhdx_meta_entry(struct vdk_image *img, const uint8_t *ent, uint64_t a
 		           len);
 	uint8_t *p = malloc(len);
 	if (!p)
-		return -ENOMEM;
+		return vdk_nomem(e, img->src->name, "vhdx", "a metadata item");
 	int r = vhdx_fread(img, p, len, s->meta_off + off, e);
 	if (r == 0)
 		r = vhdx_meta_item(img, kind, p, len, s->meta_off + off, e);
@@ -419,7 +377,7 @@ static int vhdx_read_meta(struct vdk_image *img, struct vdk_err *e)
 	};
 	uint8_t *t = malloc(VHDX_META_TABLE);
 	if (!t)
-		return -ENOMEM;
+		return vdk_nomem(e, img->src->name, "vhdx", "the metadata table");
 	int r = vhdx_fread(img, t, VHDX_META_TABLE, s->meta_off, e);
 	if (r == 0 && memcmp(t, "metadata", 8) != 0)
 		r = BAD(img, s->meta_off, "no \"metadata\" table signature");

@@ -107,7 +107,7 @@ int vhdx_bat_load(struct vdk_image *img, struct vdk_err *e)
 		           (unsigned long long)s->bat_entries, s->bat_len);
 	s->bat = malloc(bytes ? bytes : 8);
 	if (!s->bat)
-		return -ENOMEM;
+		return vdk_nomem(e, img->src->name, "vhdx", "the BAT");
 	int r = vhdx_fread(img, s->bat, bytes, s->bat_off, e);
 	if (r < 0)
 		return r;
@@ -145,7 +145,7 @@ static int vhdx_partial(struct vdk_image *img, uint64_t b, uint64_t off, uint64_
 	size_t bytes = (size_t)((sec0 % 8 + nsec + 7) / 8);
 	uint8_t *bm = malloc(bytes);
 	if (!bm)
-		return -ENOMEM;
+		return vdk_nomem(e, img->src->name, "vhdx", "a sector bitmap");
 	int r = vhdx_fread(img, bm, bytes, sb + sec0 / 8, e);
 	uint64_t foff = VHDX_BAT_OFF(s->bat[vhdx_bat_index(s, b)]);
 	for (uint64_t k = 0, pos = off; r == 0 && k < nsec;) {
@@ -268,7 +268,7 @@ int vhdx_parent_open(struct vdk_image *img, struct vdk_err *e)
 		return r;
 	const struct vhdx_state *ps = img->backing->state;
 	bool force = img->opts && img->opts->force;
-	if (img->backing->fmt == &vdk_format_vhdx && s->parent_linkage && !force &&
+	if (img->backing->fmt == img->fmt && s->parent_linkage && !force &&
 	    !vhdx_linkage_matches(s->parent_linkage, ps->dw_guid))
 		return BAD(img, s->meta_off,
 		           "parent %s was modified after this differencing disk was made "
@@ -305,7 +305,7 @@ int vhdx_check(struct vdk_image *img, struct vdk_check *r, bool repair, struct v
 	struct vhdx_state *s = img->state;
 	struct vhdx_span *v = malloc((s->bat_entries + 4) * sizeof(*v));
 	if (!v)
-		return -ENOMEM;
+		return vdk_nomem(e, img->src->name, "vhdx", "the check's block list");
 	size_t n = 0;
 	v[n++] = (struct vhdx_span){0, VHDX_MiB};
 	v[n++] = (struct vhdx_span){s->bat_off, s->bat_len};

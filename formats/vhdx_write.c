@@ -78,7 +78,7 @@ static int vhdx_layout(struct vdk_writer *w, struct vdk_err *e)
 	ws->payload_off = ws->bat_off + ws->bat_len;
 	ws->next_free = ws->payload_off;
 	ws->bat = calloc(ws->bat_entries ? ws->bat_entries : 1, sizeof(*ws->bat));
-	return ws->bat ? 0 : -ENOMEM;
+	return ws->bat ? 0 : vdk_nomem(e, w->sink->name, "vhdx", "the BAT");
 }
 
 int vhdx_create(struct vdk_writer *w, struct vdk_err *e)
@@ -188,7 +188,7 @@ int vhdx_clone(struct vdk_writer *w, uint64_t off, uint64_t len, int src_fd, uin
 			b++;
 			run += VDK_MIN(len - run, (uint64_t)ws->block_size);
 		}
-		r = vdk_sink_clone(w->sink, foff + bo, src_fd, src_off, run, mode, e);
+		r = vdk_sink_clone(w->sink, foff + bo, run, src_fd, src_off, mode, e);
 		if (r < 0)
 			return r;
 		if (r == VDK_OFFLOADED)
@@ -207,7 +207,7 @@ static int vhdx_write_bat(struct vdk_writer *w, struct vdk_err *e)
 	struct vhdx_wstate *ws = w->state;
 	uint8_t *buf = calloc(1, VHDX_WBUF);
 	if (!buf)
-		return -ENOMEM;
+		return vdk_nomem(e, w->sink->name, "vhdx", "the BAT");
 	int r = 0;
 	for (uint64_t done = 0; r == 0 && done < ws->bat_len; done += VHDX_WBUF) {
 		uint64_t first = done / 8,
@@ -238,7 +238,7 @@ static int vhdx_write_meta(struct vdk_writer *w, struct vdk_err *e)
 	const uint32_t vd = VHDX_META_IS_VDISK | VHDX_META_IS_REQUIRED, it = VHDX_META_TABLE;
 	uint8_t *t = calloc(1, VHDX_META_LEN);
 	if (!t)
-		return -ENOMEM;
+		return vdk_nomem(e, w->sink->name, "vhdx", "the metadata region");
 	memcpy(t, "metadata", 8);
 	vdk_put_le16(t + 10, 5);
 	vhdx_meta_ent(t, 0, vhdx_guid_fileparam, it, 8, VHDX_META_IS_REQUIRED);
@@ -292,7 +292,7 @@ static int vhdx_write_head(struct vdk_writer *w, struct vdk_err *e)
 	static const char creator[] = "vdkit";
 	uint8_t *a = calloc(1, VHDX_MiB);
 	if (!a)
-		return -ENOMEM;
+		return vdk_nomem(e, w->sink->name, "vhdx", "the headers");
 	memcpy(a, "vhdxfile", 8);
 	for (size_t i = 0; i < sizeof(creator) - 1; i++)
 		vdk_put_le16(a + 8 + 2 * i, (uint8_t)creator[i]);

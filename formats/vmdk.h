@@ -223,6 +223,10 @@ struct vmdk_wstate {
 	int level;
 };
 
+/* Grain-table entries per grain table: every producer writes 512, and the
+ * writers do too. */
+#define VMDK_GTES 512u
+
 /* Fill the descriptor and header common to every subformat. */
 int vmdk_write_prepare(struct vdk_writer *w, struct vdk_err *e);
 void vmdk_put_header(uint8_t *h, uint32_t version, uint32_t flags, uint64_t capacity_sectors,

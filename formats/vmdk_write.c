@@ -19,8 +19,7 @@
 #include "util.h"
 #include "vmdk.h"
 
-#define VMDK_GRAIN_SECTORS 128u /* 64 KiB, what every producer uses */
-#define VMDK_GTES          512u
+#define VMDK_GRAIN_SECTORS 128u                /* 64 KiB, what every producer uses */
 #define VMDK_DESC_SECTORS  20u                 /* qemu reserves 20 sectors for the descriptor */
 #define VMDK_SPLIT         ((uint64_t)2 << 30) /* twoGbMaxExtent*: qemu's 2 GiB */
 /* GTE sector numbers are 32-bit: a hosted sparse extent ends below 2 TiB. */
@@ -45,27 +44,6 @@ static int vmdk_wbad(struct vdk_writer *w, struct vdk_err *e, const char *what)
 static int vmdk_woom(struct vdk_writer *w, struct vdk_err *e)
 {
 	return vdk_ioerr(e, ENOMEM, w->sink->name, "out of memory");
-}
-
-void vmdk_put_header(uint8_t *h, uint32_t version, uint32_t flags, uint64_t capacity_sectors,
-                     uint64_t grain_sectors, uint64_t desc_off, uint64_t desc_sectors, uint64_t rgd,
-                     uint64_t gd, uint64_t overhead, uint16_t compress)
-{
-	memset(h, 0, VMDK_SECTOR);
-	vdk_put_le32(h + VMDK_H_MAGIC, VMDK_MAGIC_KDMV);
-	vdk_put_le32(h + VMDK_H_VERSION, version);
-	vdk_put_le32(h + VMDK_H_FLAGS, flags);
-	vdk_put_le64(h + VMDK_H_CAPACITY, capacity_sectors);
-	vdk_put_le64(h + VMDK_H_GRAIN, grain_sectors);
-	vdk_put_le64(h + VMDK_H_DESC_OFF, desc_off);
-	vdk_put_le64(h + VMDK_H_DESC_SIZE, desc_sectors);
-	vdk_put_le32(h + VMDK_H_GTES, VMDK_GTES);
-	vdk_put_le64(h + VMDK_H_RGD, rgd);
-	vdk_put_le64(h + VMDK_H_GD, gd);
-	vdk_put_le64(h + VMDK_H_OVERHEAD, overhead);
-	/* The newline-detection bytes let VMware spot FTP text-mode damage. */
-	memcpy(h + VMDK_H_EOL, "\n \r\n", 4);
-	vdk_put_le16(h + VMDK_H_COMPRESS, compress);
 }
 
 /* A decimal string of 1..10 digits (hwversion, toolsversion). */
@@ -414,7 +392,7 @@ int vmdk_wclone(struct vdk_writer *w, uint64_t off, uint64_t len, int src_fd, ui
 		if (!x || off < x->start || off >= x->start + x->len)
 			return -EOPNOTSUPP;
 		uint64_t rel = off - x->start, n = VDK_MIN(len, x->len - rel);
-		int r = vdk_sink_clone(x->sink, rel, src_fd, src_off, n, mode, e);
+		int r = vdk_sink_clone(x->sink, rel, n, src_fd, src_off, mode, e);
 		if (r < 0)
 			return r; /* -EOPNOTSUPP: the core copies the whole range again */
 		if (r == VDK_OFFLOADED)

@@ -19,8 +19,7 @@
 #include "util.h"
 #include "vmdk.h"
 
-#define VMDK_S_GTES         512u
-#define VMDK_S_GT_SECTORS   (VMDK_S_GTES * 4 / VMDK_SECTOR)
+#define VMDK_S_GT_SECTORS   (VMDK_GTES * 4 / VMDK_SECTOR)
 #define VMDK_S_DESC_SECTORS 20u
 /* libdeflate level 1: on 64 KiB grains it is ~2.2x faster than level 6
  * for ~4% more output (measured on the bench image), which keeps grain
@@ -57,7 +56,7 @@ int vmdk_stream_create(struct vdk_writer *w, struct vdk_err *e)
 	uint64_t cap = vdk_round_up(w->size, VMDK_SECTOR) / VMDK_SECTOR;
 	uint64_t gsec = ws->grain / VMDK_SECTOR;
 	uint64_t grains = (cap + gsec - 1) / gsec;
-	ws->gd_n = (grains + VMDK_S_GTES - 1) / VMDK_S_GTES;
+	ws->gd_n = (grains + VMDK_GTES - 1) / VMDK_GTES;
 	ws->gt_idx = UINT64_MAX;
 	ws->level = VMDK_S_LEVEL;
 	if (!(ws->gd = calloc(ws->gd_n ? ws->gd_n : 1, sizeof(*ws->gd))))
@@ -148,8 +147,8 @@ static int vmdk_flush_gt(struct vdk_writer *w, struct vdk_err *e)
 	struct vmdk_wstate *ws = w->state;
 	if (!ws->gt_used)
 		return 0;
-	uint8_t t[VMDK_S_GTES * 4];
-	for (unsigned i = 0; i < VMDK_S_GTES; i++)
+	uint8_t t[VMDK_GTES * 4];
+	for (unsigned i = 0; i < VMDK_GTES; i++)
 		vdk_put_le32(t + 4 * i, ws->gt[i]);
 	int r = vmdk_marker(w, VMDK_S_GT_SECTORS, VMDK_MARKER_GT, e);
 	if (r == 0) {
@@ -177,7 +176,7 @@ int vmdk_stream_write_encoded(struct vdk_writer *w, const struct vdk_buf *enc, u
 	while (p < end && r == 0) {
 		if ((size_t)(end - p) < VMDK_GRAIN_MARKER_LEN)
 			return vmdk_sbadrec(w, off, e);
-		uint64_t g = vdk_le64(p) * VMDK_SECTOR / ws->grain, gti = g / VMDK_S_GTES;
+		uint64_t g = vdk_le64(p) * VMDK_SECTOR / ws->grain, gti = g / VMDK_GTES;
 		size_t rec = vdk_round_up(VMDK_GRAIN_MARKER_LEN + vdk_le32(p + 8), VMDK_SECTOR);
 		if (rec > (size_t)(end - p) || gti >= ws->gd_n ||
 		    (ws->gt_idx != UINT64_MAX && gti < ws->gt_idx))
@@ -190,7 +189,7 @@ int vmdk_stream_write_encoded(struct vdk_writer *w, const struct vdk_buf *enc, u
 			seg = p;
 			ws->gt_idx = gti;
 		}
-		ws->gt[g % VMDK_S_GTES] = (uint32_t)((ws->pos + (uint64_t)(p - seg)) / VMDK_SECTOR);
+		ws->gt[g % VMDK_GTES] = (uint32_t)((ws->pos + (uint64_t)(p - seg)) / VMDK_SECTOR);
 		ws->gt_used = true;
 		p += rec;
 	}

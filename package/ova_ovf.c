@@ -28,6 +28,25 @@ struct ovf_ctx {
 	const char *config; /* the default DeploymentOption, or NULL */
 };
 
+/* An allocation that fails while the tree is walked must not read as an
+ * absent attribute ("File without href"): it is noted here and the whole
+ * parse fails as out of memory. One parse runs per thread at a time. */
+static _Thread_local bool ovf_oom;
+
+static char *ovf_dup(const char *s)
+{
+	char *d = strdup(s);
+	ovf_oom |= !d;
+	return d;
+}
+
+static char *ovf_ndup(const char *s, size_t n)
+{
+	char *d = strndup(s, n);
+	ovf_oom |= !d;
+	return d;
+}
+
 /* Tree helpers: elements by local name, any namespace. -------------- */
 
 static bool ovf_is(const xmlNode *n, const char *local)
@@ -41,7 +60,7 @@ static char *ovf_attr(const xmlNode *n, const char *local)
 		if (strcmp((const char *)a->name, local))
 			continue;
 		xmlChar *v = xmlNodeGetContent((const xmlNode *)a);
-		char *s = v ? strdup((const char *)v) : NULL;
+		char *s = v ? ovf_dup((const char *)v) : NULL;
 		xmlFree(v);
 		return s;
 	}
@@ -90,7 +109,7 @@ static char *ovf_text(const xmlNode *n, const char *local)
 	while (len && (s[len - 1] == ' ' || s[len - 1] == '\n' || s[len - 1] == '\t' ||
 	               s[len - 1] == '\r'))
 		len--;
-	char *out = strndup(s, len);
+	char *out = ovf_ndup(s, len);
 	xmlFree(v);
 	return out;
 }
@@ -357,9 +376,9 @@ static void ovf_disk_item(struct ovf_ctx *c, const xmlNode *it)
 				continue;
 			free(d->controller);
 			free(d->ctrl_subtype);
-			d->controller = c->o->ctrls[k].type ? strdup(c->o->ctrls[k].type) : NULL;
+			d->controller = c->o->ctrls[k].type ? ovf_dup(c->o->ctrls[k].type) : NULL;
 			d->ctrl_subtype =
-			    c->o->ctrls[k].subtype ? strdup(c->o->ctrls[k].subtype) : NULL;
+			    c->o->ctrls[k].subtype ? ovf_dup(c->o->ctrls[k].subtype) : NULL;
 		}
 	}
 	free(hr);
@@ -403,7 +422,7 @@ static int ovf_item(struct ovf_ctx *c, const xmlNode *it, bool disks_pass)
 		const char *type = ovf_ctrl_type((int)rt, sub);
 		if (o->nctrls < OVF_MAX_ITEMS &&
 		    ovf_push_str3((void **)&o->ctrls, &o->nctrls, sizeof(struct ova_ctrl),
-		                  ovf_text(it, "InstanceID"), strdup(type), sub) < 0)
+		                  ovf_text(it, "InstanceID"), ovf_dup(type), sub) < 0)
 			goto nomem;
 	}
 	free(vq);
@@ -503,7 +522,7 @@ static int ovf_system(struct ovf_ctx *c, const xmlNode *env)
 	}
 	int r = ovf_hardware(c, vs);
 	if (r == 0 && !o->firmware)
-		o->firmware = strdup("bios");
+		o->firmware = ovf_dup("bios");
 	return r;
 }
 
@@ -527,7 +546,7 @@ static int ovf_envelope(struct ovf_ctx *c, xmlDoc *doc)
 		else if (n->href && strstr((const char *)n->href, "vmware.com") && !producer)
 			producer = "vmware";
 	}
-	c->o->producer = producer ? strdup(producer) : NULL;
+	c->o->producer = producer ? ovf_dup(producer) : NULL;
 	char *cfg;
 	ovf_default_config(c, env, &cfg);
 	int r = ovf_references(c, env);
@@ -591,7 +610,7 @@ int ova_ovf_parse(const uint8_t *buf, size_t len, const char *name, struct ova_o
 		                 "descriptor is not UTF-8 (NUL bytes)");
 	xmlParserCtxtPtr p = xmlNewParserCtxt();
 	if (!p)
-		return vdk_ioerr(e, ENOMEM, name, "out of memory");
+		return vdk_nomem(e, name, ovf_fmt, "an XML parser");
 	p->sax->internalSubset = ovf_sax_dtd;
 	p->sax->externalSubset = ovf_sax_dtd;
 	p->sax->entityDecl = ovf_sax_entity;
@@ -615,7 +634,12 @@ int ova_ovf_parse(const uint8_t *buf, size_t len, const char *name, struct ova_o
 			e->msg[l - 1] = 0;
 	} else {
 		struct ovf_ctx c = {.o = o, .name = name, .e = e};
+		ovf_oom = false;
 		r = ovf_envelope(&c, doc);
+		if (ovf_oom) {
+			vdk_err_clear(e);
+			r = vdk_nomem(e, name, ovf_fmt, "the descriptor's contents");
+		}
 	}
 	xmlFreeDoc(doc);
 	xmlFreeParserCtxt(p);

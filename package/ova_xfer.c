@@ -64,9 +64,10 @@ static int xf_out_path(struct xf_unpack *u, const char *href, const char *ext, c
 			return vdk_bad(e, u->p->label, "ova", VDK_NO_OFFSET,
 			               "two files would be written as %s", base);
 	char **v = realloc(u->names, (u->nnames + 1) * sizeof(*v));
+	if (v)
+		u->names = v;
 	if (!v || !(v[u->nnames] = strdup(base)))
-		return vdk_ioerr(e, ENOMEM, href, "out of memory");
-	u->names = v;
+		return vdk_nomem(e, u->p->label, "ova", "the list of output names");
 	u->nnames++;
 	snprintf(out, cap, "%s/%s", u->dir, base);
 	return 0;

@@ -22,7 +22,7 @@ run_one() {
 only=${TESTS:-}
 # bin/tsan/ holds ThreadSanitizer builds: any race report fails the program.
 export TSAN_OPTIONS="halt_on_error=1 exitcode=66 ${TSAN_OPTIONS:-}"
-for t in bin/tests/test_* bin/tsan/test_*; do
+for t in bin/tests/test_* bin/tsan/test_* bin/asan/test_*; do
 	[ -x "$t" ] || continue
 	[ -n "$only" ] && [[ ! "$t" =~ $only ]] && continue
 	run_one "$t" "$t"

@@ -170,7 +170,7 @@ static void test_sink_file(void)
 	CHECK(access(p, F_OK) == 0, "committed output kept");
 	/* clone NEVER always declines; the caller copies */
 	CHECK(vdk_sink_create_file(p, &k, &e) == 0, "create for clone");
-	CHECK(vdk_sink_clone(k, 0, 0, 0, 4096, VDK_CLONE_NEVER, &e) == -EOPNOTSUPP,
+	CHECK(vdk_sink_clone(k, 0, 4096, 0, 0, VDK_CLONE_NEVER, &e) == -EOPNOTSUPP,
 	      "--clone=never declines to share");
 	vdk_sink_close(k);
 	/* An output with a companion (descriptor + extent) that failed its
