@@ -1,6 +1,6 @@
 /* Errors: library functions return 0 or a negative errno and fill a vdk_err
  * whose message names the file, the format and the offset. Only tools/ prints
- * it; the class decides the exit code (DESIGN.md: 1 bad input, 3 I/O). */
+ * it; the class decides the exit code (docs/ARCHITECTURE.md: 1 bad input, 3 I/O). */
 #ifndef VDK_ERR_H
 #define VDK_ERR_H
 

@@ -48,7 +48,7 @@ struct vdk_src {
 };
 
 /* Which folders open_related may reach. The image's own folder is always
- * allowed; anything else must be named by the user (DESIGN.md, untrusted
+ * allowed; anything else must be named by the user (docs/ARCHITECTURE.md, untrusted
  * input). */
 struct vdk_access {
 	const char *const *allow_dirs; /* NULL-terminated, or NULL */
