@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "io.h"
+#include "io_tmp.h"
 #include "util.h"
 
 #define ZERO_BUF_SIZE (1u << 20)
@@ -129,8 +130,9 @@ void vdk_sink_close(struct vdk_sink *k)
 #define SINK_WRITEBACK (32u << 20)
 
 struct sink_file {
-	uint64_t dirty; /* bytes written since the last write-back kick */
-	char *tmp;      /* temporary path, renamed to name on commit */
+	uint64_t dirty;     /* bytes written since the last write-back kick */
+	struct vdk_tmp tmp; /* the output until commit puts it in place */
+	bool pending;       /* tmp not yet published or discarded */
 	struct vdk_sink **related;
 	size_t nrelated;
 };
@@ -202,12 +204,12 @@ static int file_sink_commit(struct vdk_sink *k, struct vdk_err *e)
 	}
 	if (fsync(k->fd) != 0)
 		return vdk_ioerr(e, errno, k->name, "fsync failed: %s", strerror(errno));
-	if (f->tmp) {
-		if (rename(f->tmp, k->name) != 0)
-			return vdk_ioerr(e, errno, k->name, "rename into place failed: %s",
-			                 strerror(errno));
-		free(f->tmp);
-		f->tmp = NULL;
+	if (f->pending) {
+		int r = vdk_tmp_publish(&f->tmp, k->name);
+		f->pending = false;
+		if (r)
+			return vdk_ioerr(e, -r, k->name, "rename into place failed: %s",
+			                 strerror(-r));
 		vdk_fsync_dir_of(k->name);
 	}
 	return 0;
@@ -219,8 +221,9 @@ static void file_sink_abort(struct vdk_sink *k)
 	for (size_t i = 0; i < f->nrelated; i++)
 		if (!f->related[i]->committed && f->related[i]->ops->abort)
 			f->related[i]->ops->abort(f->related[i]);
-	if (f->tmp)
-		unlink(f->tmp);
+	if (f->pending)
+		vdk_tmp_discard(&f->tmp);
+	f->pending = false;
 }
 
 /* The file that names the companions goes first: a descriptor never
@@ -244,7 +247,6 @@ static void file_sink_close(struct vdk_sink *k)
 	free(f->related);
 	if (k->fd >= 0)
 		close(k->fd);
-	free(f->tmp);
 	free(f);
 }
 
@@ -264,45 +266,39 @@ static const struct vdk_sink_ops file_sink_ops = {
 
 int vdk_sink_create_file(const char *path, struct vdk_sink **out, struct vdk_err *e)
 {
-	char tmp[PATH_MAX];
-	char *copy = strdup(path);
-	if (!copy)
-		return vdk_ioerr(e, ENOMEM, path, "out of memory");
-	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-	char *dir = dirname(copy);
-	int n = snprintf(tmp, sizeof(tmp), "%s/.%s.vdkit-XXXXXX", dir, base);
-	free(copy);
-	if (n < 0 || (size_t)n >= sizeof(tmp))
-		return vdk_err_set(e, VDK_E_USAGE, ENAMETOOLONG, path, NULL, VDK_NO_OFFSET,
-		                   "output path too long");
 	struct stat st;
 	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
 		return vdk_err_set(e, VDK_E_USAGE, EISDIR, path, NULL, VDK_NO_OFFSET,
 		                   "output is a directory");
-	int fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0)
-		return vdk_ioerr(e, errno, path, "cannot create output: %s", strerror(errno));
-	/* mkstemp makes 0600; an image is an ordinary file under the umask. */
-	mode_t um = umask(0);
-	umask(um);
-	fchmod(fd, 0666 & ~um);
-	struct vdk_sink *k = vdk_sink_alloc(&file_sink_ops, path);
+	char *copy = strdup(path);
+	if (!copy)
+		return vdk_nomem(e, path, NULL, "the output's name");
+	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+	const char *dir = dirname(copy);
+	vdk_tmp_sweep(dir);
 	struct sink_file *f = calloc(1, sizeof(*f));
-	if (!k || !f || !(f->tmp = strdup(tmp))) {
-		unlink(tmp);
-		close(fd);
+	int r = f ? vdk_tmp_create(dir, base, &f->tmp, e) : -ENOMEM;
+	free(copy);
+	if (r < 0) {
 		free(f);
-		if (k) {
-			free(k->name);
-			free(k);
-		}
-		return vdk_ioerr(e, ENOMEM, path, "out of memory");
+		return e->cls ? r
+		       : r == -ENOMEM
+		           ? vdk_nomem(e, path, NULL, "the output's state")
+		           : vdk_ioerr(e, -r, path, "cannot create output: %s", strerror(-r));
+	}
+	f->pending = true;
+	struct vdk_sink *k = vdk_sink_alloc(&file_sink_ops, path);
+	if (!k) {
+		vdk_tmp_discard(&f->tmp);
+		close(f->tmp.fd);
+		free(f);
+		return vdk_nomem(e, path, NULL, "the output's state");
 	}
 	k->priv = f;
-	k->fd = fd;
+	k->fd = f->tmp.fd;
 	k->flags = VDK_SINK_ZEROED;
 	struct statfs sfs;
-	if (fstatfs(fd, &sfs) == 0 && sfs.f_bsize >= 512 && sfs.f_bsize <= (1 << 20))
+	if (fstatfs(k->fd, &sfs) == 0 && sfs.f_bsize >= 512 && sfs.f_bsize <= (1 << 20))
 		k->blksize = (uint32_t)sfs.f_bsize;
 	*out = k;
 	return 0;

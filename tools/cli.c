@@ -45,11 +45,17 @@ void cli_install_signals(void)
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = cli_on_signal;
-	sa.sa_flags = SA_RESETHAND; /* a second signal kills at once */
+	/* No SA_RESETHAND: a second SIGINT (an impatient Ctrl-C, `timeout -s
+	 * INT` followed by its kill) lands during cleanup and must not end the
+	 * process before the temporary output is gone. */
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	/* A reader of --progress=json that goes away (`| head -1`) must not
+	 * kill the conversion: writes to it fail with EPIPE and are dropped;
+	 * a closed stdout output fails as an I/O error, with cleanup. */
+	signal(SIGPIPE, SIG_IGN);
 }
 
 int cli_parse_clone(const char *s, enum vdk_clone_mode *out)
