@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "findings.h"
 #include "io.h"
 #include "json.h"
 #include "opts.h"
@@ -79,7 +80,7 @@ struct vdk_check {
 	uint64_t corruptions;
 	uint64_t leaks;
 	uint64_t fixed;
-	char msg[1024]; /* human-readable findings, one per line */
+	struct vdk_findings findings; /* one per problem, with its offset */
 };
 
 struct vdk_writer {

@@ -600,14 +600,6 @@ static int vhd_span_cmp(const void *a, const void *b)
 	return x->off < y->off ? -1 : x->off > y->off;
 }
 
-static void vhd_note(struct vdk_check *r, const char *fmt, unsigned long long a,
-                     unsigned long long b)
-{
-	size_t n = strlen(r->msg);
-	if (n + 1 < sizeof(r->msg))
-		snprintf(r->msg + n, sizeof(r->msg) - n, fmt, a, b);
-}
-
 /* Blocks must not overlap each other or the metadata. */
 static int vhd_check(struct vdk_image *img, struct vdk_check *r, bool repair, struct vdk_err *e)
 {
@@ -619,7 +611,7 @@ static int vhd_check(struct vdk_image *img, struct vdk_check *r, bool repair, st
 	size_t n = 0, cap = (size_t)s->allocated + 4;
 	struct vhd_span *v = calloc(cap, sizeof(*v));
 	if (!v)
-		return vdk_ioerr(e, ENOMEM, img->src->name, "out of memory");
+		return vdk_nomem(e, img->src->name, FMT, "the check's block list");
 	uint64_t fsize = img->src->size;
 	v[n++] = (struct vhd_span){0, VHD_FOOTER_SIZE, UINT64_MAX};
 	v[n++] = (struct vhd_span){s->hdr_off, VHD_DYNHDR_SIZE, UINT64_MAX};
@@ -634,8 +626,9 @@ static int vhd_check(struct vdk_image *img, struct vdk_check *r, bool repair, st
 		if (v[i].off >= v[i - 1].off + v[i - 1].len || !v[i].len || !v[i - 1].len)
 			continue;
 		r->corruptions++;
-		vhd_note(r, "block or table at %llu overlaps the one at %llu\n",
-		         (unsigned long long)v[i].off, (unsigned long long)v[i - 1].off);
+		vdk_findings_add(&r->findings, VDK_ERROR, img->src->name, v[i].off,
+		                 "block or table overlaps the one at %llu",
+		                 (unsigned long long)v[i - 1].off);
 	}
 	free(v);
 	return 0;

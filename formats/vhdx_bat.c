@@ -289,17 +289,6 @@ static int vhdx_span_cmp(const void *a, const void *b)
 	return x->off < y->off ? -1 : x->off > y->off;
 }
 
-__attribute__((format(printf, 2, 3))) static void vhdx_note(struct vdk_check *r, const char *fmt,
-                                                            ...)
-{
-	size_t n = strlen(r->msg);
-	va_list ap;
-	va_start(ap, fmt);
-	if (n + 1 < sizeof(r->msg))
-		vsnprintf(r->msg + n, sizeof(r->msg) - n, fmt, ap);
-	va_end(ap);
-}
-
 int vhdx_check(struct vdk_image *img, struct vdk_check *r, bool repair, struct vdk_err *e)
 {
 	struct vhdx_state *s = img->state;
@@ -323,24 +312,27 @@ int vhdx_check(struct vdk_image *img, struct vdk_check *r, bool repair, struct v
 	for (size_t i = 1; i < n; i++)
 		if (v[i].off < v[i - 1].off + v[i - 1].len) {
 			r->corruptions++;
-			vhdx_note(r, "blocks at file offsets %llu and %llu overlap\n",
-			          (unsigned long long)v[i - 1].off, (unsigned long long)v[i].off);
+			vdk_findings_add(&r->findings, VDK_ERROR, img->src->name, v[i].off,
+			                 "block overlaps the one at file offset %llu",
+			                 (unsigned long long)v[i - 1].off);
 		}
 	free(v);
 	if (vhdx_guid_is_zero(s->log_guid))
 		return 0;
 	if (!repair) {
-		vhdx_note(r,
-		          "the log holds %llu entries (sequence %llu) not yet replayed into "
-		          "the file; they were applied in memory (check -r writes them)\n",
-		          (unsigned long long)s->log_nentries, (unsigned long long)s->log_head_seq);
+		vdk_findings_add(&r->findings, VDK_NOTE, img->src->name, s->log_off,
+		                 "the log holds %llu entries (sequence %llu) not yet replayed into "
+		                 "the file; they were applied in memory (check -r writes them)",
+		                 (unsigned long long)s->log_nentries,
+		                 (unsigned long long)s->log_head_seq);
 		return 0;
 	}
 	int rc = vhdx_log_commit(img, e);
 	if (rc)
 		return rc;
 	r->fixed++;
-	vhdx_note(r, "replayed %llu log entries (sequence %llu) into the file\n",
-	          (unsigned long long)s->log_nentries, (unsigned long long)s->log_head_seq);
+	vdk_findings_add(&r->findings, VDK_NOTE, img->src->name, s->log_off,
+	                 "replayed %llu log entries (sequence %llu) into the file",
+	                 (unsigned long long)s->log_nentries, (unsigned long long)s->log_head_seq);
 	return 0;
 }

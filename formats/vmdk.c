@@ -527,10 +527,9 @@ static int vmdk_cmp_u32(const void *a, const void *b)
 
 static void vmdk_finding(struct vdk_check *r, const char *file, const char *what, uint64_t n)
 {
-	size_t used = strlen(r->msg);
-	if (n && used < sizeof(r->msg))
-		snprintf(r->msg + used, sizeof(r->msg) - used, "%s: %" PRIu64 " %s\n", file, n,
-		         what);
+	if (n)
+		vdk_findings_add(&r->findings, VDK_ERROR, file, VDK_NO_OFFSET, "%" PRIu64 " %s", n,
+		                 what);
 }
 
 /* Grains whose data lies past the end of the file, and grains that two
@@ -575,8 +574,8 @@ static int vmdk_check(struct vdk_image *img, struct vdk_check *r, bool repair, s
 			return vmdk_oom(img, e);
 	}
 	if (img->dirty)
-		vmdk_finding(r, img->src->name, "extent(s) marked unclean (not shut down cleanly)",
-		             1);
+		vdk_findings_add(&r->findings, VDK_WARN, img->src->name, VDK_NO_OFFSET,
+		                 "extent marked unclean (not shut down cleanly)");
 	return 0;
 }
 

@@ -26,41 +26,12 @@ static bool ova_ends_with(const char *s, const char *suffix)
 
 /* Reports ------------------------------------------------------------ */
 
-void ova_report_add(struct ova_report *r, enum ova_level lv, const char *file, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (lv == OVA_ERROR)
-		r->errors++;
-	else
-		r->warnings++;
-	if (r->n == r->cap) {
-		size_t cap = r->cap ? 2 * r->cap : 8;
-		struct ova_issue *v = realloc(r->v, cap * sizeof(*v));
-		if (!v)
-			return;
-		r->v = v;
-		r->cap = cap;
-	}
-	r->v[r->n].level = lv;
-	r->v[r->n].file = file ? strdup(file) : NULL;
-	r->v[r->n].msg = strdup(msg);
-	r->n++;
-}
-
 void ova_report_free(struct ova_report *r)
 {
-	for (size_t i = 0; i < r->n; i++) {
-		free(r->v[i].file);
-		free(r->v[i].msg);
-	}
+	vdk_findings_free(&r->issues);
 	for (size_t i = 0; i < r->nout; i++)
 		free(r->outputs[i]);
 	free(r->outputs);
-	free(r->v);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -435,27 +406,28 @@ static void ova_check_file(struct ova_pkg *p, const struct ova_file *f, struct o
 	char **names;
 	size_t n;
 	if (ova_chunk_names(p, f, &names, &n) < 0) {
-		ova_report_add(r, OVA_ERROR, f->href, "out of memory");
+		vdk_findings_add(&r->issues, VDK_ERROR, f->href, VDK_NO_OFFSET, "out of memory");
 		return;
 	}
 	uint64_t total = 0;
 	for (size_t k = 0; k < n; k++) {
 		int idx = ova_pkg_find(p, names[k]);
 		if (idx < 0) {
-			ova_report_add(r, OVA_ERROR, names[k],
-			               "referenced by the OVF but missing "
-			               "from the package");
+			vdk_findings_add(&r->issues, VDK_ERROR, names[k], VDK_NO_OFFSET,
+			                 "referenced by the OVF but missing "
+			                 "from the package");
 			continue;
 		}
 		want[idx] = true;
 		total += p->m.v[idx].size;
 		if (p->mf >= 0 && !ova_mf_find(&p->man, names[k]))
-			ova_report_add(r, OVA_ERROR, names[k], "not listed in the manifest");
+			vdk_findings_add(&r->issues, VDK_ERROR, names[k], VDK_NO_OFFSET,
+			                 "not listed in the manifest");
 	}
 	if (f->has_size && total != f->size && n && ova_pkg_find(p, names[0]) >= 0)
-		ova_report_add(r, f->gzip ? OVA_WARN : OVA_ERROR, f->href,
-		               "size %llu differs from the descriptor's %llu",
-		               (unsigned long long)total, (unsigned long long)f->size);
+		vdk_findings_add(&r->issues, f->gzip ? VDK_WARN : VDK_ERROR, f->href, VDK_NO_OFFSET,
+		                 "size %llu differs from the descriptor's %llu",
+		                 (unsigned long long)total, (unsigned long long)f->size);
 	ova_free_names(names, n);
 }
 
@@ -467,16 +439,18 @@ int ova_check_structure(struct ova_pkg *p, const struct ova_verify_opts *o, stru
 	const char *ovf = p->m.v[p->ovf].name;
 	want[p->ovf] = true;
 	if (p->mf < 0)
-		ova_report_add(r, OVA_WARN, NULL, "no manifest: file digests cannot be checked");
+		vdk_findings_add(&r->issues, VDK_WARN, NULL, VDK_NO_OFFSET,
+		                 "no manifest: file digests cannot be checked");
 	else if (!ova_mf_find(&p->man, ovf))
-		ova_report_add(r, OVA_ERROR, ovf, "the descriptor is not listed in the manifest");
+		vdk_findings_add(&r->issues, VDK_ERROR, ovf, VDK_NO_OFFSET,
+		                 "the descriptor is not listed in the manifest");
 	for (size_t i = 0; i < p->desc.nfiles; i++)
 		ova_check_file(p, &p->desc.files[i], r, want);
 	for (size_t i = 0; i < p->man.n; i++) {
 		int idx = ova_pkg_find(p, p->man.v[i].name);
 		if (idx < 0)
-			ova_report_add(r, OVA_ERROR, p->man.v[i].name,
-			               "listed in the manifest but not in the package");
+			vdk_findings_add(&r->issues, VDK_ERROR, p->man.v[i].name, VDK_NO_OFFSET,
+			                 "listed in the manifest but not in the package");
 		else
 			want[idx] = true;
 	}
@@ -486,25 +460,27 @@ int ova_check_structure(struct ova_pkg *p, const struct ova_verify_opts *o, stru
 		want[p->cert] = true;
 	for (size_t i = 0; i < p->m.n; i++)
 		if (!want[i] && !p->m.v[i].dir)
-			ova_report_add(r, OVA_WARN, p->m.v[i].name,
-			               "not referenced by the descriptor (ignored)");
+			vdk_findings_add(&r->issues, VDK_WARN, p->m.v[i].name, VDK_NO_OFFSET,
+			                 "not referenced by the descriptor (ignored)");
 	if (p->cert >= 0) {
 		struct vdk_err ce = {0};
 		if (p->mf < 0)
-			ova_report_add(r, OVA_ERROR, p->m.v[p->cert].name,
-			               "a certificate without a manifest");
+			vdk_findings_add(&r->issues, VDK_ERROR, p->m.v[p->cert].name, VDK_NO_OFFSET,
+			                 "a certificate without a manifest");
 		else if (ova_cert_verify(p->cert_buf, p->cert_len, p->m.v[p->cert].name, p->mf_buf,
 		                         p->mf_len, p->m.v[p->mf].name, o ? o->cafile : NULL,
 		                         &r->cert, &ce) < 0)
-			ova_report_add(r, OVA_ERROR, p->m.v[p->cert].name, "%s", ce.msg);
+			vdk_findings_add(&r->issues, VDK_ERROR, p->m.v[p->cert].name, VDK_NO_OFFSET,
+			                 "%s", ce.msg);
 		else if (!r->cert.sig_ok)
-			ova_report_add(r, OVA_ERROR, p->m.v[p->cert].name,
-			               "the signature over the manifest does not verify");
+			vdk_findings_add(&r->issues, VDK_ERROR, p->m.v[p->cert].name, VDK_NO_OFFSET,
+			                 "the signature over the manifest does not verify");
 		else if (!r->cert.trusted || !r->cert.time_ok)
-			ova_report_add(r, o && o->cafile ? OVA_ERROR : OVA_WARN,
-			               p->m.v[p->cert].name, "signer %s is %s%s", r->cert.subject,
-			               r->cert.self_signed ? "self-signed" : "not trusted",
-			               r->cert.time_ok ? "" : ", certificate not valid now");
+			vdk_findings_add(&r->issues, o && o->cafile ? VDK_ERROR : VDK_WARN,
+			                 p->m.v[p->cert].name, VDK_NO_OFFSET, "signer %s is %s%s",
+			                 r->cert.subject,
+			                 r->cert.self_signed ? "self-signed" : "not trusted",
+			                 r->cert.time_ok ? "" : ", certificate not valid now");
 	}
 	return 0;
 }
@@ -535,7 +511,8 @@ static int ova_hash_member(struct ova_pkg *p, int idx, const struct ova_mf_entry
 	if (rc < 0)
 		return rc;
 	if (memcmp(d, m->digest, ova_alg_len(m->alg)))
-		ova_report_add(r, OVA_ERROR, m->name, "%s digest mismatch", ova_alg_name(m->alg));
+		vdk_findings_add(&r->issues, VDK_ERROR, m->name, VDK_NO_OFFSET,
+		                 "%s digest mismatch", ova_alg_name(m->alg));
 	else
 		r->checked++;
 	return 0;

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "findings.h"
 #include "format.h"
 #include "pipeline.h"
 
@@ -46,23 +47,15 @@ void ova_pkg_inventory_into(const struct ova_pkg *p, struct vdk_json *obj);
 /* Refuse a package file whose size or mtime changed since open (NFS). */
 int ova_pkg_stable(struct ova_pkg *p, struct vdk_err *e);
 
-enum ova_level { OVA_WARN = 1, OVA_ERROR = 2 };
-struct ova_issue {
-	enum ova_level level;
-	char *file;
-	char *msg;
-};
+/* What verify and unpack found: the same findings `vdkit check` reports,
+ * plus the certificate and the outputs. Errors make the package bad. */
 struct ova_report {
-	struct ova_issue *v;
-	size_t n, cap;
-	size_t errors, warnings;
+	struct vdk_findings issues;
 	struct ova_cert_info cert;
 	size_t checked; /* files whose digest matched */
 	char **outputs; /* unpack: files written */
 	size_t nout;
 };
-void ova_report_add(struct ova_report *r, enum ova_level lv, const char *file, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 void ova_report_free(struct ova_report *r);
 
 struct ova_verify_opts {

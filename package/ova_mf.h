@@ -48,7 +48,6 @@ void ova_mf_free(struct ova_mf *mf);
 size_t ova_mf_line(char *buf, size_t cap, enum ova_alg alg, const char *name,
                    const uint8_t *digest);
 
-
 /* Check a .cert (signature line over the .mf, then PEM certificates). A
  * bad signature is an error; trust is reported in ci. cafile NULL: the
  * system store. */

@@ -1,4 +1,5 @@
-/* What ova.c, ova_vsrc.c and ova_xfer.c share: the open package and the verifying source. Private to package/. */
+/* What ova.c, ova_vsrc.c and ova_xfer.c share: the open package and the verifying source. Private
+ * to package/. */
 #ifndef VDK_OVA_PRIVATE_H
 #define VDK_OVA_PRIVATE_H
 

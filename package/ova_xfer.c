@@ -164,8 +164,8 @@ static int xf_before_commit(struct vdk_job *j, struct vdk_err *e)
 	const char *bad = NULL;
 	int r = c->vs ? ova_vsrc_finish(c->vs, &bad, NULL, e) : 0;
 	if (r == 0 && bad) {
-		ova_report_add(c->u->r, OVA_ERROR, bad, "digest mismatch: %s not written",
-		               c->out_path);
+		vdk_findings_add(&c->u->r->issues, VDK_ERROR, bad, VDK_NO_OFFSET,
+		                 "digest mismatch: %s not written", c->out_path);
 		return 1;
 	}
 	return r ? r : ova_pkg_stable(c->u->p, e);
@@ -207,7 +207,8 @@ static int xf_unpack_gzip(struct xf_unpack *u, const struct ova_disk *d, struct 
 	if (r == 0)
 		r = ova_vsrc_finish(vs, &bad, NULL, e);
 	if (r == 0 && bad) {
-		ova_report_add(u->r, OVA_ERROR, bad, "digest mismatch: %s not written", out_path);
+		vdk_findings_add(&u->r->issues, VDK_ERROR, bad, VDK_NO_OFFSET,
+		                 "digest mismatch: %s not written", out_path);
 		close(fd);
 		return 1;
 	}
@@ -276,7 +277,8 @@ static int xf_copy_file(struct xf_unpack *u, const struct ova_file *f, struct vd
 	if (r == 0)
 		r = ova_vsrc_finish(vs, &bad, NULL, e);
 	if (r == 0 && bad) {
-		ova_report_add(u->r, OVA_ERROR, bad, "digest mismatch: %s not written", out_path);
+		vdk_findings_add(&u->r->issues, VDK_ERROR, bad, VDK_NO_OFFSET,
+		                 "digest mismatch: %s not written", out_path);
 		r = 1;
 	}
 	if (r == 0)
@@ -358,7 +360,8 @@ static void xf_check_ovf(struct ova_pkg *p, struct ova_report *r)
 	ova_hash_final(h, d);
 	ova_hash_free(h);
 	if (memcmp(d, m->digest, ova_alg_len(m->alg)))
-		ova_report_add(r, OVA_ERROR, m->name, "%s digest mismatch", ova_alg_name(m->alg));
+		vdk_findings_add(&r->issues, VDK_ERROR, m->name, VDK_NO_OFFSET,
+		                 "%s digest mismatch", ova_alg_name(m->alg));
 }
 
 static int xf_unpack_all(struct xf_unpack *u, struct vdk_err *e)
@@ -393,13 +396,13 @@ int ova_unpack(struct ova_pkg *p, const char *dir, struct ova_unpack_opts *o, st
 		xf_check_ovf(p, r);
 	}
 	free(want);
-	if (r->errors)
+	if (r->issues.errors)
 		return 0; /* nothing written: the report says why */
 	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
 		return vdk_ioerr(e, errno, dir, "cannot create: %s", strerror(errno));
 	int rc = xf_unpack_all(&u, e);
 	ova_free_names(u.names, u.nnames);
-	if (rc != 0 || r->errors) {
+	if (rc != 0 || r->issues.errors) {
 		/* All or nothing: a bad package leaves no disk behind, not even
 		 * the ones that verified before the bad one. */
 		for (size_t i = 0; i < r->nout; i++) {

@@ -175,9 +175,9 @@ static int alloc_ova_unpack(struct vdk_err *e)
 	struct ova_unpack_opts o = {.out_fmt = "qcow2"};
 	vdk_convert_opts_init(&o.conv);
 	r = ova_unpack(p, dir, &o, &rep, e);
-	if (r == 0 && rep.errors)
+	if (r == 0 && rep.issues.errors)
 		r = vdk_err_set(e, VDK_E_INPUT, EINVAL, pkg, "ova", VDK_NO_OFFSET, "%s",
-		                rep.n ? rep.v[0].msg : "report has errors");
+		                rep.issues.n ? rep.issues.v[0].msg : "report has errors");
 	ova_report_free(&rep);
 	ova_pkg_close(p);
 	/* The unpack folder is an output: empty it for the next run. */

@@ -218,3 +218,34 @@ int cli_parse_output(const char *arg, bool *json)
 		return cli_usage("--output must be json or human, not '%s'", arg);
 	return 0;
 }
+
+static const char *cli_level_name(enum vdk_level lv)
+{
+	return lv == VDK_ERROR ? "error" : lv == VDK_WARN ? "warning" : "note";
+}
+
+void cli_print_findings(const struct vdk_findings *f, FILE *out)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		const struct vdk_finding *x = &f->v[i];
+		fprintf(out, "%s: %s: %s%s", cli_prog, cli_level_name(x->level),
+		        x->file ? x->file : "", x->file ? ": " : "");
+		if (x->off != VDK_NO_OFFSET)
+			fprintf(out, "at offset %" PRIu64 ": ", x->off);
+		fprintf(out, "%s\n", x->msg);
+	}
+}
+
+void cli_findings_json(const struct vdk_findings *f, struct vdk_json *arr)
+{
+	for (size_t i = 0; arr && i < f->n; i++) {
+		const struct vdk_finding *x = &f->v[i];
+		struct vdk_json *o = vdk_json_push_obj(arr);
+		vdk_json_set_str(o, "level", cli_level_name(x->level));
+		if (x->file)
+			vdk_json_set_str(o, "file", x->file);
+		if (x->off != VDK_NO_OFFSET)
+			vdk_json_set_u64(o, "offset", x->off);
+		vdk_json_set_str(o, "message", x->msg);
+	}
+}

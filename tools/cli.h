@@ -5,6 +5,7 @@
 #define VDK_CLI_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "format.h"
 #include "job.h"
@@ -44,6 +45,11 @@ void cli_job_init(struct cli_job *j);
 int cli_job_opt(struct cli_job *j, int c, const char *arg, bool *quiet);
 int cli_job_run(struct cli_job *j, struct vdk_convert_stats *st, struct vdk_err *e);
 void cli_job_free(struct cli_job *j);
+
+/* Findings (check, ova verify): "PROG: error: FILE: at offset N: msg"
+ * lines, and the same as JSON objects pushed on arr. */
+void cli_print_findings(const struct vdk_findings *f, FILE *out);
+void cli_findings_json(const struct vdk_findings *f, struct vdk_json *arr);
 
 /* Parse --clone=auto|always|never. */
 int cli_parse_clone(const char *s, enum vdk_clone_mode *out);

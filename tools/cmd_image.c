@@ -193,8 +193,10 @@ int cmd_check(int argc, char **argv)
 		r = check_walk(img, &e);
 	const char *fmt = img->fmt->name;
 	vdk_image_close(img);
-	if (r)
+	if (r) {
+		vdk_findings_free(&res.findings);
 		return cli_fail(&e);
+	}
 	if (a.json) {
 		struct vdk_json *j = vdk_json_new_obj();
 		vdk_json_set_u64(j, "check-errors", 0);
@@ -208,13 +210,13 @@ int cmd_check(int argc, char **argv)
 		free(s);
 		vdk_json_free(j);
 	} else {
-		if (res.msg[0])
-			printf("%s", res.msg);
+		cli_print_findings(&res.findings, stdout);
 		if (!res.corruptions && !res.leaks)
 			printf("No errors were found on the image.\n");
 		else
 			printf("%" PRIu64 " errors and %" PRIu64 " leaked clusters were found.\n",
 			       res.corruptions, res.leaks);
 	}
+	vdk_findings_free(&res.findings);
 	return res.corruptions || res.leaks ? CLI_BAD : CLI_OK;
 }

@@ -60,17 +60,9 @@ static int ova_print_report(const struct ova_report *r, const char *pkg, bool js
 	if (json) {
 		struct vdk_json *j = vdk_json_new_obj();
 		vdk_json_set_str(j, "package", pkg);
-		vdk_json_set_bool(j, "ok", r->errors == 0);
+		vdk_json_set_bool(j, "ok", r->issues.errors == 0);
 		vdk_json_set_u64(j, "verified-files", r->checked);
-		struct vdk_json *a = vdk_json_set_arr(j, "issues");
-		for (size_t i = 0; i < r->n; i++) {
-			struct vdk_json *o = vdk_json_push_obj(a);
-			vdk_json_set_str(o, "level",
-			                 r->v[i].level == OVA_ERROR ? "error" : "warning");
-			if (r->v[i].file)
-				vdk_json_set_str(o, "file", r->v[i].file);
-			vdk_json_set_str(o, "message", r->v[i].msg);
-		}
+		cli_findings_json(&r->issues, vdk_json_set_arr(j, "issues"));
 		if (r->cert.present) {
 			struct vdk_json *c = vdk_json_set_obj(j, "certificate");
 			vdk_json_set_str(c, "subject", r->cert.subject);
@@ -84,15 +76,12 @@ static int ova_print_report(const struct ova_report *r, const char *pkg, bool js
 		ova_print_json(j);
 		vdk_json_free(j);
 	}
-	for (size_t i = 0; i < r->n; i++)
-		fprintf(stderr, "%s: %s: %s%s%s\n", cli_prog,
-		        r->v[i].level == OVA_ERROR ? "error" : "warning",
-		        r->v[i].file ? r->v[i].file : "", r->v[i].file ? ": " : "", r->v[i].msg);
+	cli_print_findings(&r->issues, stderr);
 	if (!json && r->cert.present)
 		fprintf(stderr, "%s: signed by %s (issuer %s), valid %s to %s, signature %s, %s\n",
 		        cli_prog, r->cert.subject, r->cert.issuer, r->cert.not_before,
 		        r->cert.not_after, r->cert.sig_ok ? "ok" : "BAD", r->cert.trust_msg);
-	return r->errors ? CLI_BAD : CLI_OK;
+	return r->issues.errors ? CLI_BAD : CLI_OK;
 }
 
 /* "--output=json|human" and exactly one operand (list, scan). */
