@@ -38,6 +38,9 @@ ASAN_OBJ := $(LIB_SRC:%.c=obj-asan/%.o)
 FUZZ_OBJ := $(LIB_SRC:%.c=obj-fuzz/%.o)
 PROGS := bin/vdkit bin/vdk-gen bin/vdk-rawsha $(if $(wildcard tools/vmdk2vhdx.c),bin/vmdk2vhdx)
 # The nbdkit plugin, built only where nbdkit-plugin.h is installed.
+# `nbdkit vdkit` finds it by name only in nbdkit's own folder:
+#   make install NBDKIT_PLUGINDIR=$(pkg-config --variable=plugindir nbdkit)
+NBDKIT_PLUGINDIR ?= $(PREFIX)/lib/nbdkit/plugins
 PLUGIN := $(if $(shell pkg-config --exists nbdkit 2>/dev/null && echo y),bin/nbdkit-vdkit-plugin.so)
 
 .PHONY: all deps test-deps check demo fuzz bench install clean format
@@ -137,8 +140,8 @@ install: all
 	install -m 755 $(filter-out bin/vdk-gen bin/vdk-rawsha,$(PROGS)) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 bin/libvdkit.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 convert/*.h $(DESTDIR)$(PREFIX)/include/vdkit/
-	$(if $(PLUGIN),install -d $(DESTDIR)$(PREFIX)/lib/nbdkit/plugins)
-	$(if $(PLUGIN),install -m 755 $(PLUGIN) $(DESTDIR)$(PREFIX)/lib/nbdkit/plugins/)
+	$(if $(PLUGIN),install -d $(DESTDIR)$(NBDKIT_PLUGINDIR))
+	$(if $(PLUGIN),install -m 755 $(PLUGIN) $(DESTDIR)$(NBDKIT_PLUGINDIR)/)
 
 format:
 	clang-format -i convert/*.[ch] formats/*.[ch] package/*.[ch] remote/*.[ch] tools/*.[ch] tests/*.[ch] fuzz/*.c plugin/*.c
