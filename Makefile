@@ -5,6 +5,7 @@
 #   make fuzz         libFuzzer on every harness (FUZZ_SECONDS=N each)
 #   make bench        vdkit vs qemu-img on generated inputs
 #   make install      PREFIX=/usr/local DESTDIR=
+#   (with nbdkit-plugin-dev: bin/nbdkit-vdkit-plugin.so, see plugin/README)
 
 CC ?= cc
 PREFIX ?= /usr/local
@@ -13,7 +14,9 @@ FUZZ_SECONDS ?= 60
 PKGS := zlib libxml-2.0 libcrypto uuid libdeflate libzstd libnbd libnfs libisal
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror
-BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -pthread $(WARN) \
+VDKIT_VERSION ?= 0.1
+# -fPIC: the same library objects also go into the nbdkit plugin (a .so).
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -pthread -fPIC $(WARN) \
 	-Iconvert -Iformats -Ipackage -Iremote -MMD -MP
 CFLAGS ?= -O2 -g
 # Recursive (=): evaluated after `deps` has installed what was missing.
@@ -34,9 +37,14 @@ FUZZ_BIN := $(FUZZ_SRC:fuzz/fuzz_%.c=fuzz/bin/fuzz_%)
 ASAN_OBJ := $(LIB_SRC:%.c=obj-asan/%.o)
 FUZZ_OBJ := $(LIB_SRC:%.c=obj-fuzz/%.o)
 PROGS := bin/vdkit bin/vdk-gen bin/vdk-rawsha $(if $(wildcard tools/vmdk2vhdx.c),bin/vmdk2vhdx)
+# The nbdkit plugin, built only where nbdkit-plugin.h is installed.
+# `nbdkit vdkit` finds it by name only in nbdkit's own folder:
+#   make install NBDKIT_PLUGINDIR=$(pkg-config --variable=plugindir nbdkit)
+NBDKIT_PLUGINDIR ?= $(PREFIX)/lib/nbdkit/plugins
+PLUGIN := $(if $(shell pkg-config --exists nbdkit 2>/dev/null && echo y),bin/nbdkit-vdkit-plugin.so)
 
 .PHONY: all deps test-deps check demo fuzz bench install clean format
-all: $(PROGS)
+all: $(PROGS) $(PLUGIN)
 
 deps:
 	@scripts/deps.sh build
@@ -66,6 +74,12 @@ bin/vdk-rawsha: obj/tests/rawsha.o bin/libvdkit.a | bin
 bin/vdk-gen: obj/tests/gen.o | bin
 	@echo "  LD      $@"
 	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
+# nbdkit resolves nbdkit_* when it loads the plugin; the library's own
+# symbols stay private to the .so (--exclude-libs).
+obj/plugin/vdkit.o: ALL_CFLAGS += $(shell pkg-config --cflags nbdkit) -DVDKIT_VERSION='"$(VDKIT_VERSION)"'
+bin/nbdkit-vdkit-plugin.so: obj/plugin/vdkit.o bin/libvdkit.a | bin
+	@echo "  LD      $@"
+	@$(CC) $(ALL_CFLAGS) -shared -Wl,--exclude-libs,ALL -o $@ $^ $(LIBS)
 bin/tests/%: obj/tests/%.o bin/libvdkit.a | bin/tests
 	@echo "  LD      $@"
 	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
@@ -137,9 +151,11 @@ install: all
 	install -m 755 $(filter-out bin/vdk-gen bin/vdk-rawsha,$(PROGS)) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 bin/libvdkit.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 convert/*.h $(DESTDIR)$(PREFIX)/include/vdkit/
+	$(if $(PLUGIN),install -d $(DESTDIR)$(NBDKIT_PLUGINDIR))
+	$(if $(PLUGIN),install -m 755 $(PLUGIN) $(DESTDIR)$(NBDKIT_PLUGINDIR)/)
 
 format:
-	clang-format -i convert/*.[ch] formats/*.[ch] package/*.[ch] remote/*.[ch] tools/*.[ch] tests/*.[ch] fuzz/*.c
+	clang-format -i convert/*.[ch] formats/*.[ch] package/*.[ch] remote/*.[ch] tools/*.[ch] tests/*.[ch] fuzz/*.c plugin/*.c
 
 clean:
 	rm -rf bin obj obj-asan obj-tsan obj-fuzz fuzz/bin
