@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "remote.h"
 
 const char *cli_prog = "vdkit";
 volatile int cli_cancel;
@@ -213,8 +214,9 @@ int cli_job_run(struct cli_job *j, struct vdk_convert_stats *st, struct vdk_err 
 	if (r)
 		return r;
 	struct vdk_sink *sink = NULL;
-	r = to_stdout ? vdk_sink_open_stream(1, "(stdout)", &sink, e)
-	              : vdk_sink_create_file(j->dst, &sink, e);
+	r = to_stdout          ? vdk_sink_open_stream(1, "(stdout)", &sink, e)
+	    : vdk_is_uri(j->dst) ? vdk_sink_open_uri(j->dst, in->size, &sink, e)
+	                         : vdk_sink_create_file(j->dst, &sink, e);
 	if (!r)
 		r = cli_job_convert(j, in, sink, st, e);
 	vdk_image_close(in);
