@@ -1201,7 +1201,12 @@ int vdk_sink_create_nfs(const char *uri, struct vdk_sink **out, struct vdk_err *
 	if (r && f->tmp_rel)
 		nfs_unlink(f->nfs, f->tmp_rel);
 	nfs_sig_restore(&old);
-	struct vdk_sink *k = r ? NULL : vdk_sink_alloc(&nfs_sink_ops, uri);
+	/* Named without the arguments: writers derive companion names from
+	 * it (a flat VMDK's "NAME-flat.vmdk") and write them into files. */
+	struct vdk_nfs_uri bare = {.server = f->u.server, .path = f->u.path, .query = ""};
+	char *label = r ? NULL : vdk_nfs_uri_format(&bare, f->u.path);
+	struct vdk_sink *k = label ? vdk_sink_alloc(&nfs_sink_ops, label) : NULL;
+	free(label);
 	if (!r && !k) {
 		sigset_t o2;
 		nfs_sig_block(&o2);
