@@ -1215,6 +1215,10 @@ int vdk_sink_create_nfs(const char *uri, struct vdk_sink **out, struct vdk_err *
 		r = vdk_ioerr(e, ENOMEM, uri, "out of memory");
 	}
 	if (r) {
+		/* A missing folder or no permission on the share is the
+		 * environment's fault for an output, as for local files. */
+		if (e->cls == VDK_E_INPUT)
+			e->cls = VDK_E_IO;
 		nfs_sink_free(f);
 		return r;
 	}

@@ -153,6 +153,8 @@ void cli_job_free(struct cli_job *j)
 static bool cli_same_file(const char *a, const char *b)
 {
 	struct stat sa, sb;
+	if (vdk_is_uri(a) || vdk_is_uri(b))
+		return !strcmp(a, b);
 	return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
 	       sa.st_ino == sb.st_ino;
 }
