@@ -520,9 +520,9 @@ static int nfs_read_ahead(struct vdk_src *s, struct nfs_conn *c, uint8_t *p, siz
 
 static int nfs_src_pread(struct vdk_src *s, void *buf, size_t len, uint64_t off, struct vdk_err *e)
 {
-	struct nfs_conn *c = nfs_pool_get(s);
 	sigset_t old;
-	nfs_sig_block(&old);
+	nfs_sig_block(&old); /* before: growing the pool connects */
+	struct nfs_conn *c = nfs_pool_get(s);
 	int r = len <= NFS_RA - NFS_RA_SLACK ? nfs_read_ahead(s, c, buf, len, off, e)
 	                                     : nfs_read_direct(s, c, buf, len, off, e);
 	nfs_sig_restore(&old);
