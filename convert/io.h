@@ -25,6 +25,9 @@ struct vdk_src_ops {
 	int (*open_related)(struct vdk_src *s, const char *name, const struct vdk_access *acc,
 	                    struct vdk_src **out, struct vdk_err *e);
 	void (*close)(struct vdk_src *s);
+	/* Optional, for sources that are not local files (nfs://): an error
+	 * when the file changed size or mtime since it was opened. */
+	int (*check_unchanged)(struct vdk_src *s, struct vdk_err *e);
 };
 
 enum {

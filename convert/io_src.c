@@ -286,6 +286,8 @@ static int file_open_related(struct vdk_src *s, const char *name, const struct v
 int vdk_src_check_unchanged(struct vdk_src *s, struct vdk_err *e)
 {
 	struct stat st;
+	if (s->ops->check_unchanged)
+		return s->ops->check_unchanged(s, e);
 	if (s->ops != &file_ops || fstat(s->fd, &st) != 0 || !S_ISREG(st.st_mode))
 		return 0;
 	if ((uint64_t)st.st_size != s->size || io_mtime_ns(&st) != s->mtime_ns)

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "job.h"
+#include "remote.h"
 
 void vdk_job_init(struct vdk_job *j)
 {
@@ -20,6 +21,8 @@ static bool job_to_stdout(const struct vdk_job *j)
 static bool job_same_file(const char *a, const char *b)
 {
 	struct stat sa, sb;
+	if (vdk_is_uri(a) || vdk_is_uri(b))
+		return !strcmp(a, b);
 	return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
 	       sa.st_ino == sb.st_ino;
 }
@@ -93,7 +96,7 @@ static int job_open_sink(struct vdk_job *j, struct vdk_sink **out, struct vdk_er
 	if (!j->dst)
 		return vdk_err_set(e, VDK_E_USAGE, EINVAL, NULL, NULL, VDK_NO_OFFSET,
 		                   "internal error: a job needs a sink or a destination");
-	return vdk_sink_create_file(j->dst, out, e);
+	return vdk_sink_open_uri(j->dst, j->in->size, out, e);
 }
 
 static int job_run_open(struct vdk_job *j, struct vdk_err *e)

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "ova_private.h"
+#include "remote.h"
 #include "util.h"
 
 #define OVA_IO_CHUNK (4u << 20) /* NFS: large sequential requests */
@@ -55,13 +56,14 @@ int ova_member_src(struct ova_pkg *p, int idx, struct vdk_src **out, struct vdk_
 	}
 	/* Folder packages: the file must still be the regular file seen at
 	 * open (no symlink swapped in), with the same size. */
-	struct stat st;
-	if (lstat(m->path, &st) != 0)
-		return vdk_ioerr(e, errno, m->path, "%s", strerror(errno));
-	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != m->size)
+	struct vdk_fstat st;
+	int r = vdk_path_stat(m->path, false, &st, e);
+	if (r)
+		return r;
+	if (st.type != VDK_FT_REG || st.size != m->size)
 		return vdk_bad(e, m->path, "ovf", VDK_NO_OFFSET,
 		               "changed since the package was opened (or is not a regular file)");
-	return vdk_src_open_file(m->path, out, e);
+	return vdk_src_open_uri(m->path, out, e);
 }
 
 static int ova_read_member(struct ova_pkg *p, int idx, size_t max, uint8_t **buf, size_t *len,
@@ -88,7 +90,7 @@ static int ova_read_member(struct ova_pkg *p, int idx, size_t max, uint8_t **buf
 	return r;
 }
 
-static int ova_add_file(struct ova_pkg *p, const char *dir, const char *name, const struct stat *st,
+static int ova_add_file(struct ova_pkg *p, const char *dir, const char *name, uint64_t size,
                         struct vdk_err *e)
 {
 	if (p->m.n >= OVA_MEMBERS_MAX)
@@ -100,9 +102,9 @@ static int ova_add_file(struct ova_pkg *p, const char *dir, const char *name, co
 	struct ova_member *m = &v[p->m.n];
 	memset(m, 0, sizeof(*m));
 	m->name = strdup(name);
-	m->size = (uint64_t)st->st_size;
-	if (m->name && asprintf(&m->path, "%s/%s", dir, name) < 0)
-		m->path = NULL;
+	m->size = size;
+	if (m->name)
+		m->path = vdk_path_join(dir, name);
 	if (!m->name || !m->path) {
 		free(m->name);
 		free(m->path);
@@ -115,21 +117,13 @@ static int ova_add_file(struct ova_pkg *p, const char *dir, const char *name, co
 /* The folder's regular files; symlinks and subfolders are not members. */
 static int ova_list_dir(struct ova_pkg *p, struct vdk_err *e)
 {
-	DIR *d = opendir(p->dir);
-	if (!d)
-		return vdk_ioerr(e, errno, p->dir, "%s", strerror(errno));
-	struct dirent *de;
-	int r = 0;
-	while (r == 0 && (de = readdir(d))) {
-		struct stat st;
-		char path[PATH_MAX];
-		if (de->d_name[0] == '.' && (!de->d_name[1] || !strcmp(de->d_name, "..")))
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", p->dir, de->d_name);
-		if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && ova_name_ok(de->d_name))
-			r = ova_add_file(p, p->dir, de->d_name, &st, e);
-	}
-	closedir(d);
+	struct vdk_dirent *v;
+	size_t n;
+	int r = vdk_dir_list(p->dir, &v, &n, e);
+	for (size_t i = 0; r == 0 && i < n; i++)
+		if (v[i].st.type == VDK_FT_REG && ova_name_ok(v[i].name))
+			r = ova_add_file(p, p->dir, v[i].name, v[i].st.size, e);
+	vdk_dir_free(v, n);
 	return r;
 }
 
@@ -139,22 +133,22 @@ static int ova_add_nested(struct ova_pkg *p, const char *href, struct vdk_err *e
 {
 	if (!strchr(href, '/') || ova_pkg_find(p, href) >= 0)
 		return 0;
-	char path[PATH_MAX];
-	snprintf(path, sizeof(path), "%s", p->dir);
 	for (const char *s = href; *s;) {
 		const char *sl = strchr(s, '/');
-		size_t n = sl ? (size_t)(sl - s) : strlen(s);
-		size_t l = strlen(path);
-		if (l + n + 2 > sizeof(path))
-			return 0;
-		path[l] = '/';
-		memcpy(path + l + 1, s, n);
-		path[l + 1 + n] = 0;
-		struct stat st;
-		if (lstat(path, &st) != 0 || S_ISLNK(st.st_mode))
+		char *prefix = strndup(href, sl ? (size_t)(sl - href) : strlen(href));
+		char *path = prefix ? vdk_path_join(p->dir, prefix) : NULL;
+		struct vdk_fstat st;
+		struct vdk_err ignore = {0};
+		int r = path ? vdk_path_stat(path, false, &st, &ignore) : -ENOMEM;
+		free(prefix);
+		free(path);
+		if (r == -ENOMEM)
+			return vdk_ioerr(e, ENOMEM, p->dir, "out of memory");
+		if (r || st.type == VDK_FT_LNK)
 			return 0;
 		if (!sl)
-			return S_ISREG(st.st_mode) ? ova_add_file(p, p->dir, href, &st, e) : 0;
+			return st.type == VDK_FT_REG ? ova_add_file(p, p->dir, href, st.size, e)
+			                             : 0;
 		s = sl + 1;
 	}
 	return 0;
@@ -190,9 +184,15 @@ static int ova_find_companion(struct ova_pkg *p, const char *ext, int *out, stru
 
 static int ova_open_tar(struct ova_pkg *p, struct vdk_err *e)
 {
-	int r = vdk_src_open_file(p->path, &p->src, e);
+	int r = vdk_src_open_uri(p->path, &p->src, e);
 	if (r < 0)
 		return r;
+	if (p->src->fd < 0) { /* remote: the source took size and mtime at open */
+		p->st_size = p->src->size;
+		p->mtime.tv_sec = (time_t)(p->src->mtime_ns / 1000000000);
+		p->mtime.tv_nsec = (long)(p->src->mtime_ns % 1000000000);
+		return ova_tar_index(p->src, &p->m, e);
+	}
 	struct stat st;
 	if (fstat(p->src->fd, &st) != 0)
 		return vdk_ioerr(e, errno, p->path, "%s", strerror(errno));
@@ -218,28 +218,33 @@ static int ova_open_folder(struct ova_pkg *p, const char *ovf_name, struct vdk_e
 	return ova_find_suffix(p, ".ovf", &p->ovf, e);
 }
 
-static int ova_split_path(struct ova_pkg *p, const char **ovf_name, struct vdk_err *e)
+/* *ovf_name (malloc'd) is set for a .ovf, p->dir for folder packages. */
+static int ova_split_path(struct ova_pkg *p, char **ovf_name, struct vdk_err *e)
 {
-	struct stat st;
+	struct vdk_fstat st;
 	*ovf_name = NULL;
-	if (stat(p->path, &st) != 0)
-		return vdk_ioerr(e, errno, p->path, "%s", strerror(errno));
-	if (S_ISDIR(st.st_mode)) {
+	int r = vdk_path_stat(p->path, true, &st, e);
+	if (r)
+		return r;
+	if (st.type == VDK_FT_DIR) {
 		p->dir = strdup(p->path);
 		return p->dir ? 0 : -ENOMEM;
 	}
-	if (!ova_ends_with(p->path, ".ovf")) {
+	char *base;
+	r = vdk_path_split(p->path, &p->dir, &base);
+	if (r == -EINVAL) /* no last component: not a .ovf */
+		return vdk_bad(e, p->path, "ova", VDK_NO_OFFSET, "not a package file");
+	if (r)
+		return r;
+	if (!ova_ends_with(base, ".ovf")) {
+		free(base);
+		free(p->dir);
+		p->dir = NULL;
 		p->tar = true;
 		return 0;
 	}
-	const char *sl = strrchr(p->path, '/');
-	*ovf_name = sl ? sl + 1 : p->path;
-	p->dir = sl ? strndup(p->path, (size_t)(sl - p->path)) : strdup(".");
-	if (p->dir && !p->dir[0]) {
-		free(p->dir);
-		p->dir = strdup("/");
-	}
-	return p->dir ? 0 : -ENOMEM;
+	*ovf_name = base;
+	return 0;
 }
 
 static int ova_load_meta(struct ova_pkg *p, struct vdk_err *e)
@@ -277,7 +282,7 @@ int ova_pkg_open(const char *path, struct ova_pkg **out, struct vdk_err *e)
 		return vdk_ioerr(e, ENOMEM, path, "out of memory");
 	}
 	p->ovf = p->mf = p->cert = -1;
-	const char *ovf_name;
+	char *ovf_name;
 	int r = ova_split_path(p, &ovf_name, e);
 	if (r == -ENOMEM)
 		r = vdk_ioerr(e, ENOMEM, path, "out of memory");
@@ -291,6 +296,7 @@ int ova_pkg_open(const char *path, struct ova_pkg **out, struct vdk_err *e)
 			r = ova_open_folder(p, ovf_name, e);
 		}
 	}
+	free(ovf_name);
 	if (r == 0)
 		r = ova_load_meta(p, e);
 	if (r < 0) {
@@ -323,6 +329,16 @@ int ova_pkg_stable(struct ova_pkg *p, struct vdk_err *e)
 	struct stat st;
 	if (!p->tar)
 		return 0;
+	if (p->src->fd < 0) { /* remote: its own stat at open and now */
+		struct vdk_err ce = {0};
+		if (vdk_src_check_unchanged(p->src, &ce) == 0)
+			return 0;
+		if (ce.code != EBUSY)
+			return vdk_err_set(e, ce.cls, ce.code, NULL, NULL, VDK_NO_OFFSET, "%s",
+			                   ce.msg);
+		return vdk_err_set(e, VDK_E_IO, EAGAIN, p->path, "ova", VDK_NO_OFFSET,
+		                   "the package changed during the run (still being copied?)");
+	}
 	if (fstat(p->src->fd, &st) != 0)
 		return vdk_ioerr(e, errno, p->path, "%s", strerror(errno));
 	if ((uint64_t)st.st_size != p->st_size || st.st_mtim.tv_sec != p->mtime.tv_sec ||
@@ -591,14 +607,14 @@ static struct ova_scan_item *ova_scan_push(struct ova_scan_ctx *c, enum ova_scan
 	return it;
 }
 
-static void ova_scan_pkg(struct ova_scan_ctx *c, const char *path, const struct stat *st,
+static void ova_scan_pkg(struct ova_scan_ctx *c, const char *path, const struct vdk_fstat *st,
                          enum ova_scan_kind kind)
 {
-	if (st->st_size == 0) {
+	if (st->size == 0) {
 		ova_scan_push(c, OVA_SCAN_SKIPPED, path, "empty: still being copied", NULL);
 		return;
 	}
-	if (st->st_mtime > c->now - 30) {
+	if (st->mtime_ns / 1000000000 > c->now - 30) {
 		ova_scan_push(c, OVA_SCAN_SKIPPED, path,
 		              "modified in the last 30 seconds: still being copied", NULL);
 		return;
@@ -613,68 +629,36 @@ static void ova_scan_pkg(struct ova_scan_ctx *c, const char *path, const struct 
 	ova_pkg_close(p);
 }
 
-static int ova_name_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Sorted entry names of a folder (deterministic output). */
-static int ova_scan_names(const char *dir, char ***out, size_t *n)
-{
-	DIR *d = opendir(dir);
-	*out = NULL;
-	*n = 0;
-	if (!d)
-		return -errno;
-	struct dirent *de;
-	size_t cap = 0;
-	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		if (*n == cap) {
-			cap = cap ? 2 * cap : 32;
-			char **v = realloc(*out, cap * sizeof(*v));
-			if (!v)
-				break;
-			*out = v;
-		}
-		if (!((*out)[*n] = strdup(de->d_name)))
-			break;
-		(*n)++;
-	}
-	closedir(d);
-	if (*n)
-		qsort(*out, *n, sizeof(char *), ova_name_cmp);
-	return 0;
-}
-
 /* depth: 1 for files in the share's root (MTV counts path components). */
 static void ova_scan_walk(struct ova_scan_ctx *c, const char *dir, int depth)
 {
-	char **names;
+	struct vdk_dirent *v;
 	size_t n, novf = 0;
-	if (ova_scan_names(dir, &names, &n) < 0) {
-		ova_scan_push(c, OVA_SCAN_ERROR, dir, strerror(errno), NULL);
+	struct vdk_err le = {0};
+	if (vdk_dir_list(dir, &v, &n, &le) < 0) {
+		ova_scan_push(c, OVA_SCAN_ERROR, dir, le.msg, NULL);
 		return;
 	}
 	for (size_t i = 0; i < n; i++)
-		if (depth <= 3 && ova_ends_with(names[i], ".ovf"))
+		if (depth <= 3 && ova_ends_with(v[i].name, ".ovf"))
 			novf++;
 	for (size_t i = 0; i < n; i++) {
-		char path[PATH_MAX];
-		struct stat st;
-		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-		/* Symlinks are not followed: they could lead out of the share. */
-		if (lstat(path, &st) != 0 || S_ISLNK(st.st_mode))
+		const char *name = v[i].name;
+		enum vdk_ftype t = v[i].st.type; /* symlinks are not followed */
+		bool ova = t == VDK_FT_REG && depth <= 2 && ova_ends_with(name, ".ova");
+		bool ovf = t == VDK_FT_REG && ova_ends_with(name, ".ovf") && novf == 1;
+		if ((t != VDK_FT_DIR || depth >= 3) && !ova && !ovf)
 			continue;
-		if (S_ISDIR(st.st_mode)) {
-			if (depth < 3)
-				ova_scan_walk(c, path, depth + 1);
-		} else if (S_ISREG(st.st_mode) && depth <= 2 && ova_ends_with(names[i], ".ova")) {
-			ova_scan_pkg(c, path, &st, OVA_SCAN_OVA);
-		} else if (S_ISREG(st.st_mode) && ova_ends_with(names[i], ".ovf") && novf == 1) {
-			ova_scan_pkg(c, path, &st, OVA_SCAN_OVF);
+		char *path = vdk_path_join(dir, name);
+		if (!path) {
+			ova_scan_push(c, OVA_SCAN_ERROR, dir, "out of memory", NULL);
+			continue;
 		}
+		if (t == VDK_FT_DIR)
+			ova_scan_walk(c, path, depth + 1);
+		else
+			ova_scan_pkg(c, path, &v[i].st, ova ? OVA_SCAN_OVA : OVA_SCAN_OVF);
+		free(path);
 	}
 	if (novf > 1) {
 		char msg[128];
@@ -682,17 +666,18 @@ static void ova_scan_walk(struct ova_scan_ctx *c, const char *dir, int depth)
 		         novf);
 		ova_scan_push(c, OVA_SCAN_ERROR, dir, msg, NULL);
 	}
-	ova_free_names(names, n);
+	vdk_dir_free(v, n);
 }
 
 int ova_scan_dir(const char *dir, time_t now, struct ova_scan *s, struct vdk_json *json,
                  struct vdk_err *e)
 {
-	struct stat st;
+	struct vdk_fstat st;
 	memset(s, 0, sizeof(*s));
-	if (stat(dir, &st) != 0)
-		return vdk_ioerr(e, errno, dir, "%s", strerror(errno));
-	if (!S_ISDIR(st.st_mode))
+	int r = vdk_path_stat(dir, true, &st, e);
+	if (r)
+		return r;
+	if (st.type != VDK_FT_DIR)
 		return vdk_err_set(e, VDK_E_USAGE, ENOTDIR, dir, NULL, VDK_NO_OFFSET,
 		                   "not a directory");
 	struct ova_scan_ctx c = {.s = s, .json = json, .now = now};
