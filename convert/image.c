@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "format.h"
+#include "remote.h"
 #include "util.h"
 
 #define CHAIN_MAX 64
@@ -131,7 +132,7 @@ int vdk_image_open_path(const char *path, const char *fmt_name, const struct vdk
                         struct vdk_image **out, struct vdk_err *e)
 {
 	struct vdk_src *src;
-	int r = vdk_src_open_file(path, &src, e);
+	int r = vdk_src_open_uri(path, &src, e); /* nbd://... or a local file */
 	if (r)
 		return r;
 	return image_open(src, true, fmt_name, opts, NULL, out, e);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "remote.h"
 
 const char *cli_prog = "vdkit";
 volatile int cli_cancel;
@@ -214,7 +215,8 @@ int cli_job_run(struct cli_job *j, struct vdk_convert_stats *st, struct vdk_err 
 		return r;
 	struct vdk_sink *sink = NULL;
 	r = to_stdout ? vdk_sink_open_stream(1, "(stdout)", &sink, e)
-	              : vdk_sink_create_file(j->dst, &sink, e);
+	    : vdk_is_uri(j->dst) ? vdk_sink_open_uri(j->dst, in->size, &sink, e) /* NBD target */
+	                         : vdk_sink_create_file(j->dst, &sink, e);
 	if (!r)
 		r = cli_job_convert(j, in, sink, st, e);
 	vdk_image_close(in);
@@ -249,6 +251,14 @@ int cli_open_opt(int c, const char *arg, struct vdk_open_opts *o)
 	case CLI_OPT_BACKING_FMT:
 		o->backing_fmt = arg;
 		return 1;
+	case CLI_OPT_TIMEOUT: {
+		char *end;
+		unsigned long v = strtoul(arg, &end, 10);
+		if (end == arg || *end || v == 0 || v > 86400)
+			exit(cli_usage("--timeout takes seconds (1 to 86400), not '%s'", arg));
+		vdk_remote_set_timeout((unsigned)v);
+		return 1;
+	}
 	}
 	return 0;
 }
