@@ -34,6 +34,7 @@ struct vdk_src_ops {
 
 enum {
 	VDK_SRC_STREAM = 1u << 0, /* forward-only: pread offsets never go back */
+	VDK_SRC_REMOTE = 1u << 1, /* reads wait on a network (NBD): more in flight help */
 };
 
 struct vdk_src {

@@ -300,6 +300,7 @@ static int nbd_src_setup(struct vdk_src *s, struct vdk_err *e)
 		return vdk_nbd_issue_error(&n->conn[0], VDK_NO_OFFSET, "reading the export size",
 		                           e);
 	s->size = (uint64_t)size;
+	s->flags |= VDK_SRC_REMOTE;
 	int64_t mn = nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM);
 	int64_t mx = nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM);
 	/* The protocol caps the minimum at 64 KiB. */

@@ -49,6 +49,7 @@ map_data_nbd <"$T/map.nbd" >"$T/map.nb"
 [ "$(jnum "$T/info.json" virtual-size)" = "$(nbdinfo --size "$URI")" ] &&
 	[ "$(jstr "$T/info.json" format)" = raw ] &&
 	pass "info over NBD: raw, virtual-size = nbdinfo --size" || fail "info over NBD: $(cat "$T/info.json")"
+check "vdkit compare: the export and the local file are identical" "$VDKIT" compare -q "$URI" "$T/a.raw"
 # Only the conversion's reads should count: restart the stats.
 stop "$SPID"
 rm -f "$T/stats.txt"
