@@ -34,6 +34,8 @@ map_data_nbd() { awk '$3 % 4 < 2 { if (n && $1 == e) { e += $2 } else { if (n) p
 SIZE=$((64 << 20))
 gen_raw "$T/a.raw" $SIZE 7
 "$VDKIT" convert -q -O qcow2 "$T/a.raw" "$T/local.qcow2"
+small=$((16 << 20)) # the first 16 MiB, for the slower cases
+head -c $small "$T/a.raw" >"$T/s.raw"
 
 # 1. A sparse raw served by nbdkit file behind the stats filter: the
 # conversion is the local one, and only allocated data crosses the network.
@@ -79,6 +81,19 @@ nbdkit_serve qc file "$T/local.qcow2"
 	fail "qcow2 over NBD -> raw failed"
 rm -f "$T/qc.raw"
 stop "$SPID"
+# VMDK (monolithicSparse: descriptor inside) and VHDX read through NBD too.
+for f in vmdk vhdx; do
+	"$VDKIT" convert -q -O $f "$T/s.raw" "$T/a.$f"
+	nbdkit_serve $f file "$T/a.$f"
+	"$VDKIT" info --output=json "$URI" >"$T/$f.json"
+	if [ "$(jstr "$T/$f.json" format)" = $f ] && "$VDKIT" convert -q -O raw "$URI" "$T/$f.raw"; then
+		check "$f served by nbdkit file reads as $f, content equal" cmp "$T/$f.raw" "$T/s.raw"
+	else
+		fail "$f over NBD: $(cat "$T/$f.json")"
+	fi
+	rm -f "$T/$f.raw" "$T/a.$f"
+	stop "$SPID"
+done
 qemu-img create -q -f qcow2 -b a.raw -F raw "$T/over.qcow2"
 nbdkit_serve ov file "$T/over.qcow2"
 out=$("$VDKIT" info "$URI" 2>&1); rc=$?
@@ -95,27 +110,52 @@ if have qemu-nbd; then
 	check "map over qemu-nbd: the same data ranges as nbdkit's" cmp "$T/map.qn" "$T/map.nb"
 	rm -f "$T/qn.raw"
 	stop "$SPID"
+	# A named export: the right name opens, a wrong one is an error naming the URI.
+	serve qx qemu-nbd -r -f qcow2 -x disk0 --persistent -k "$T/qx.sock" "$T/local.qcow2"
+	"$VDKIT" compare -q "nbd+unix:///disk0?socket=$T/qx.sock" "$T/a.raw" &&
+		pass "qemu-nbd export 'disk0' (a qcow2 served as its virtual disk) equals the source" ||
+		fail "named export disk0"
+	out=$("$VDKIT" info "nbd+unix:///nosuch?socket=$T/qx.sock" 2>&1); rc=$?
+	[ $rc -eq 3 ] && [[ "$out" == *"nosuch?socket="*"cannot connect"* ]] &&
+		pass "a missing export name: exit 3, cannot connect" || fail "missing export: rc $rc: $out"
+	stop "$SPID"
 else
 	skip "qemu-nbd not installed"
 fi
 
+# nbd://host:port over TCP on the loopback.
+port=$((20000 + RANDOM % 20000))
+nbdkit -f -i 127.0.0.1 -p $port file "$T/a.raw" >"$T/tcp.log" 2>&1 &
+SPID=$!
+PIDS+=("$SPID")
+for _ in $(seq 100); do nbdinfo --size "nbd://127.0.0.1:$port/" >/dev/null 2>&1 && break; sleep 0.05; done
+if nbdinfo --size "nbd://127.0.0.1:$port/" >/dev/null 2>&1; then
+	check "nbd://127.0.0.1:$port/ (TCP) compares equal to the source" "$VDKIT" compare -q "nbd://127.0.0.1:$port/" "$T/a.raw"
+else
+	skip "nbdkit could not listen on 127.0.0.1:$port"
+fi
+stop "$SPID"
+
 # 4. NBD as the target: a writable export full of 0xff must end up holding
 # exactly the image (holes zeroed, nothing assumed), with and without
 # WRITE_ZEROES on the server.
+# (The target lives in /dev/shm when there is one: FLUSH is an fsync.)
+TG=$(mktemp -d /dev/shm/vdkit-it-nbd.XXXXXX 2>/dev/null || mktemp -d "$T/tg.XXXXXX")
+trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$T" "$TG"' EXIT
 for mode in zero nozero; do
-	head -c $SIZE /dev/zero | tr '\0' '\377' >"$T/target.img"
-	filt=() zm=()
-	[ $mode = nozero ] && filt=(--filter=nozero) zm=(zeromode=none)
-	nbdkit_serve tg "${filt[@]}" file "$T/target.img" "${zm[@]}"
-	if "$VDKIT" convert -q --verify -O raw "$T/a.raw" "$URI"; then
-		check "raw -> NBD target ($mode): qemu-img compare against the export" qemu-img compare -q -f raw -F raw "$T/a.raw" "$URI"
+	src="$T/a.raw" filt=() zm=()
+	[ $mode = nozero ] && src="$T/s.raw" filt=(--filter=nozero) zm=(zeromode=none)
+	head -c "$(stat -c %s "$src")" /dev/zero | tr '\0' '\377' >"$TG/target.img"
+	nbdkit_serve tg "${filt[@]}" file "$TG/target.img" "${zm[@]}"
+	if "$VDKIT" convert -q --verify -O raw "$src" "$URI"; then
+		check "raw -> NBD target ($mode): qemu-img compare against the export" qemu-img compare -q -f raw -F raw "$src" "$URI"
 	else
 		fail "raw -> NBD target ($mode) failed"
 	fi
 	stop "$SPID"
+	check "the 0xff-filled target file ($mode) now holds exactly the image" cmp "$TG/target.img" "$src"
 done
-check "the target file holds the image" cmp "$T/target.img" "$T/a.raw"
-rm -f "$T/target.img"
+rm -f "$TG/target.img"
 nbdkit_serve mem memory size=$SIZE
 "$VDKIT" convert -q -O raw "$T/local.qcow2" "$URI" &&
 	check "qcow2 -> nbdkit memory export: qemu-img compare" qemu-img compare -q -F raw "$T/local.qcow2" "$URI" ||
@@ -137,8 +177,6 @@ out=$("$VDKIT" convert -q -O raw "$URI" "$T/er.raw" 2>&1); rc=$?
 left=$(ls -A "$T" | grep -c 'er\.raw')
 [ "$left" -eq 0 ] && pass "no output left after a server error" || fail "output left: $(ls -A "$T")"
 stop "$SPID"
-small=$((16 << 20))
-head -c $small "$T/a.raw" >"$T/s.raw"
 serve ev nbdkit -f -U "$T/ev.sock" eval get_size="echo $small" \
 	pread="if [ \$4 -ge 8388608 ]; then echo 'EIO injected' >&2; exit 1; fi; dd if='$T/s.raw' skip=\$4 count=\$3 iflag=skip_bytes,count_bytes status=none"
 out=$("$VDKIT" convert -q -O raw "$URI" "$T/ev.raw" 2>&1); rc=$?
