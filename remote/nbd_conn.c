@@ -184,6 +184,9 @@ int vdk_nbd_conn_wait(struct vdk_nbd_conn *c, struct vdk_nbd_req *q, uint64_t of
 	if (q->pending)
 		return vdk_err_set(e, VDK_E_IO, c->dead, c->uri, "nbd", off, "%s: %s", what,
 		                   c->why);
+	if (q->err && c->dead) /* libnbd failed the commands of a dead connection */
+		return vdk_err_set(e, VDK_E_IO, c->dead, c->uri, "nbd", off,
+		                   "%s failed: connection lost: %s", what, c->why);
 	if (q->err)
 		return vdk_err_set(e, VDK_E_IO, q->err, c->uri, "nbd", off,
 		                   "%s failed: the server replied: %s", what, strerror(q->err));

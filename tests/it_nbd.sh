@@ -185,6 +185,24 @@ out=$("$VDKIT" convert -q -O raw "$URI" "$T/ev.raw" 2>&1); rc=$?
 [ ! -e "$T/ev.raw" ] && [ -z "$(ls -A "$T" | grep 'ev\.raw')" ] && pass "nothing left at DST" || fail "ev.raw left"
 stop "$SPID"
 
+# The server dies in the middle: an error at once, not after the timeout.
+# (A daemon, not a job of this shell, so bash does not report the kill.)
+rm -f "$T/kl.sock"
+nbdkit -P "$T/kl.pid" -U "$T/kl.sock" --filter=delay file "$T/s.raw" rdelay=2 2>"$T/kl.log"
+KPID=$(cat "$T/kl.pid")
+PIDS+=("$KPID")
+URI="nbd+unix:///?socket=$T/kl.sock"
+(sleep 0.5; kill -9 "$KPID") &
+KILLER=$!
+start=$(date +%s)
+out=$("$VDKIT" convert -q -O raw "$URI" "$T/kl.raw" 2>&1); rc=$?
+took=$(($(date +%s) - start))
+[ $rc -eq 3 ] && [[ "$out" == *"$URI"*"offset "*"connection lost"* ]] && [ $took -le 5 ] &&
+	[ -z "$(ls -A "$T" | grep 'kl\.raw')" ] &&
+	pass "server killed mid-transfer: exit 3 in ${took}s, URI and offset named, nothing left" ||
+	fail "server killed: rc $rc after ${took}s: $out"
+wait "$KILLER"
+
 # One connection without multi-conn, many requests in flight from 4 workers.
 nbdkit_serve one --filter=multi-conn --filter=delay file "$T/s.raw" multi-conn-mode=disable rdelay=1ms
 nbdinfo "$URI" | grep -q 'can_multi_conn: false' &&
