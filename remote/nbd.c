@@ -142,6 +142,24 @@ static void nbd_bs_free(void *ud)
 	vdk_nbd_req_put(ud);
 }
 
+/* Make reply b the cached one (bs_mu held). */
+static int nbd_bs_keep(struct vdk_src *s, const struct nbd_bs *b, struct vdk_err *e)
+{
+	struct nbd_src *n = s->priv;
+	if (b->n == 0)
+		return vdk_err_set(e, VDK_E_IO, EPROTO, s->name, "nbd", b->off,
+		                   "block status: the server described nothing");
+	struct nbd_run *v = realloc(n->bs, b->n * sizeof(*v));
+	if (!v)
+		return vdk_ioerr(e, ENOMEM, s->name, "out of memory");
+	memcpy(v, b->v, b->n * sizeof(*v));
+	n->bs = v;
+	n->bs_n = b->n;
+	n->bs_off = b->off;
+	n->bs_end = b->pos;
+	return 0;
+}
+
 /* Ask the server about [off, ...) and keep its answer (bs_mu held). */
 static int nbd_bs_fetch(struct vdk_src *s, uint64_t off, struct vdk_err *e)
 {
@@ -173,21 +191,8 @@ static int nbd_bs_fetch(struct vdk_src *s, uint64_t off, struct vdk_err *e)
 		int w = vdk_nbd_conn_wait(c, q, off, "block status", e);
 		r = r ? r : w;
 	}
-	if (!r && b->n == 0)
-		r = vdk_err_set(e, VDK_E_IO, EPROTO, s->name, "nbd", off,
-		                "block status: the server described nothing");
-	if (!r) {
-		struct nbd_run *v = realloc(n->bs, b->n * sizeof(*v));
-		if (!v) {
-			r = vdk_ioerr(e, ENOMEM, s->name, "out of memory");
-		} else {
-			memcpy(v, b->v, b->n * sizeof(*v));
-			n->bs = v;
-			n->bs_n = b->n;
-			n->bs_off = off;
-			n->bs_end = b->pos;
-		}
-	}
+	if (!r)
+		r = nbd_bs_keep(s, b, e);
 	pthread_mutex_unlock(&c->mu);
 	vdk_nbd_req_put(q);
 	return r;
