@@ -108,7 +108,7 @@ bin/asan/test_alloc: tests/test_alloc.c $(ASAN_OBJ)
 
 # The tests that run threads (pipeline workers, the OVA digest thread)
 # again under ThreadSanitizer, run by `make check`.
-TSAN_BIN := bin/tsan/test_core bin/tsan/test_ova_vsrc
+TSAN_BIN := bin/tsan/test_core bin/tsan/test_ova_vsrc bin/tsan/test_nbd
 TSAN_OBJ := $(LIB_SRC:%.c=obj-tsan/%.o)
 TSAN := -fsanitize=thread -fno-omit-frame-pointer
 obj-tsan/%.o: %.c | deps

@@ -28,10 +28,16 @@ struct vdk_src_ops {
 	/* Optional, for sources that are not local files (nfs://): an error
 	 * when the file changed size or mtime since it was opened. */
 	int (*check_unchanged)(struct vdk_src *s, struct vdk_err *e);
+	/* Optional, for sources that are not files but know where their data
+	 * is (NBD block status): as vdk_src_next_data, for off < end <= size.
+	 * A failure makes the core treat [off, end) as data. */
+	int (*block_status)(const struct vdk_src *s, uint64_t off, uint64_t end, uint64_t *data,
+	                    uint64_t *hole, struct vdk_err *e);
 };
 
 enum {
 	VDK_SRC_STREAM = 1u << 0, /* forward-only: pread offsets never go back */
+	VDK_SRC_REMOTE = 1u << 1, /* reads wait on a network (NBD): more in flight help */
 };
 
 struct vdk_src {
@@ -89,8 +95,9 @@ int vdk_src_check_unchanged(struct vdk_src *s, struct vdk_err *e);
 void vdk_src_restat(struct vdk_src *s);
 /* Where the file under s has data in [off, end) (source offsets, end
  * clipped to the size): *data is the first data byte (end if none) and
- * *hole the first hole after it. When the source is not a file or its
- * filesystem cannot tell, all of it is data (*data = off, *hole = end). */
+ * *hole the first hole after it. Sources with a block_status op answer it
+ * themselves. When the source is not a file or its filesystem cannot tell,
+ * all of it is data (*data = off, *hole = end). */
 void vdk_src_next_data(const struct vdk_src *s, uint64_t off, uint64_t end, uint64_t *data,
                        uint64_t *hole);
 

@@ -452,7 +452,20 @@ void vdk_src_next_data(const struct vdk_src *s, uint64_t off, uint64_t end, uint
 	/* Unless the filesystem says otherwise, all of it is data. */
 	*data = VDK_MIN(off, end);
 	*hole = end;
-	if (s->fd < 0 || s->size == VDK_SIZE_UNKNOWN || off >= end)
+	if (s->size == VDK_SIZE_UNKNOWN || off >= end)
+		return;
+	if (s->ops->block_status) {
+		uint64_t d, h;
+		struct vdk_err ignore = {0};
+		/* A wrong answer must never hide data: keep only a sane one. */
+		if (s->ops->block_status(s, off, end, &d, &h, &ignore) == 0 && d >= off &&
+		    d <= end && h <= end && (d == end || h > d)) {
+			*data = d;
+			*hole = d == end ? end : h;
+		}
+		return;
+	}
+	if (s->fd < 0)
 		return;
 	off_t d = lseek(s->fd, (off_t)(s->fd_off + off), SEEK_DATA);
 	if (d < 0) {

@@ -372,6 +372,16 @@ static bool pl_chain_is_stream(const struct vdk_image *img)
 	return false;
 }
 
+/* Workers reading from a network mostly wait on replies: the default is
+ * then as many as the ring allows rather than one per CPU. */
+static bool pl_chain_is_remote(const struct vdk_image *img)
+{
+	for (; img; img = img->backing)
+		if (img->src->flags & VDK_SRC_REMOTE)
+			return true;
+	return false;
+}
+
 static int pl_setup(struct pl *p, struct vdk_err *e)
 {
 	const struct vdk_convert_opts *o = p->o;
@@ -384,7 +394,9 @@ static int pl_setup(struct pl *p, struct vdk_err *e)
 	p->clone_ok =
 	    o->clone != VDK_CLONE_NEVER && (p->out->caps & VDK_WCAP_CLONE) && p->out->fmt->clone;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	unsigned t = o->threads ? o->threads : (unsigned)(ncpu > 0 ? ncpu : 1);
+	unsigned t = o->threads                  ? o->threads
+	             : pl_chain_is_remote(p->in) ? PL_MAX_THREADS
+	                                         : (unsigned)(ncpu > 0 ? ncpu : 1);
 	p->nthreads = pl_chain_is_stream(p->in) ? 0 : VDK_MIN(t, (unsigned)PL_MAX_THREADS);
 	p->nslots = p->nthreads ? 2 * p->nthreads + 2 : 1;
 	/* One extra slot for inline copies on the main thread. */

@@ -1,5 +1,6 @@
-/* URI dispatch: a scheme prefix picks the remote implementation, every
- * other name is a local file or folder. */
+/* URI dispatch: one table of scheme prefixes and the transport that opens
+ * them (NBD through libnbd, NFS through libnfs); every other name is a
+ * local file or folder. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -7,8 +8,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <stdatomic.h>
+#include <strings.h>
+
 #include "nfs.h"
 #include "remote.h"
+#include "transport.h"
 
 struct remote_scheme {
 	const char *prefix;
@@ -26,14 +31,33 @@ static int remote_nfs_sink(const char *name, uint64_t size, struct vdk_sink **ou
 	return vdk_sink_create_nfs(name, out, e);
 }
 
+/* libnbd parses the rest of an NBD URI itself (export, socket=, tls). */
 static const struct remote_scheme remote_schemes[] = {
     {VDK_NFS_PREFIX, vdk_src_open_nfs, remote_nfs_sink, vdk_nfs_stat, vdk_nfs_list},
+    {"nbd://", vdk_nbd_src_open, vdk_nbd_sink_open, NULL, NULL},
+    {"nbd+unix://", vdk_nbd_src_open, vdk_nbd_sink_open, NULL, NULL},
+    {"nbds://", vdk_nbd_src_open, vdk_nbd_sink_open, NULL, NULL},
+    {"nbds+unix://", vdk_nbd_src_open, vdk_nbd_sink_open, NULL, NULL},
 };
+
+#define REMOTE_DEFAULT_TIMEOUT 60
+
+static atomic_uint remote_timeout_s = REMOTE_DEFAULT_TIMEOUT;
+
+void vdk_remote_set_timeout(unsigned seconds)
+{
+	atomic_store(&remote_timeout_s, seconds ? seconds : REMOTE_DEFAULT_TIMEOUT);
+}
+
+unsigned vdk_remote_timeout(void)
+{
+	return atomic_load(&remote_timeout_s);
+}
 
 static const struct remote_scheme *remote_find(const char *name)
 {
 	for (size_t i = 0; i < sizeof(remote_schemes) / sizeof(remote_schemes[0]); i++)
-		if (!strncmp(name, remote_schemes[i].prefix, strlen(remote_schemes[i].prefix)))
+		if (!strncasecmp(name, remote_schemes[i].prefix, strlen(remote_schemes[i].prefix)))
 			return &remote_schemes[i];
 	return NULL;
 }

@@ -1,5 +1,8 @@
 /* Names that may be URIs: every path a verb takes can also be a remote
- * disk (nfs://...). A small table maps a scheme prefix to its opener; any
+ * disk (nfs://..., nbd://host[:port]/export, nbd+unix:///export?socket=
+ * PATH and the TLS variants nbds://, nbds+unix://). An NBD export as a
+ * target is written in place (its size must fit): it is not all-or-nothing
+ * like a file renamed into place on commit. A small table maps a scheme prefix to its opener; any
  * other name is a local file. The same goes for the few directory
  * operations the package layer needs (listing a share, stat of a package),
  * so `ova scan` and folder packages work on a share without mounting it. */
@@ -22,6 +25,12 @@ int vdk_src_open_uri(const char *name, struct vdk_src **out, struct vdk_err *e);
  * virtual size of what will be written (schemes with fixed-size targets
  * need it; files ignore it). */
 int vdk_sink_open_uri(const char *name, uint64_t size, struct vdk_sink **out, struct vdk_err *e);
+
+/* How long a remote server may make no progress before the request that
+ * waits on it fails (seconds; default 60). Process-wide: the command line
+ * sets it once (--timeout) before opening anything. 0 restores the default. */
+void vdk_remote_set_timeout(unsigned seconds);
+unsigned vdk_remote_timeout(void);
 
 /* Directory operations ---------------------------------------------- */
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "remote.h"
 
 const char *cli_prog = "vdkit";
 volatile int cli_cancel;
@@ -204,6 +205,14 @@ int cli_open_opt(int c, const char *arg, struct vdk_open_opts *o)
 	case CLI_OPT_BACKING_FMT:
 		o->backing_fmt = arg;
 		return 1;
+	case CLI_OPT_TIMEOUT: {
+		char *end;
+		unsigned long v = strtoul(arg, &end, 10);
+		if (end == arg || *end || v == 0 || v > 86400)
+			exit(cli_usage("--timeout takes seconds (1 to 86400), not '%s'", arg));
+		vdk_remote_set_timeout((unsigned)v);
+		return 1;
+	}
 	}
 	return 0;
 }

@@ -78,11 +78,13 @@ enum {
 	CLI_OPT_THREADS,
 	CLI_OPT_BACKING_FMT,
 	CLI_OPT_IN_PLACE,
+	CLI_OPT_TIMEOUT, /* remote servers (remote.h) */
 };
 #define CLI_OPEN_LONGOPTS                                                                          \
 	{"allow-dir", required_argument, NULL, CLI_OPT_ALLOW_DIR},                                 \
 	    {"allow-any-path", no_argument, NULL, CLI_OPT_ALLOW_ANY},                              \
 	    {"force", no_argument, NULL, CLI_OPT_FORCE},                                           \
+	    {"timeout", required_argument, NULL, CLI_OPT_TIMEOUT},                                 \
 	{                                                                                          \
 		"backing-format", required_argument, NULL, CLI_OPT_BACKING_FMT                     \
 	}

@@ -31,7 +31,9 @@ static int usage(FILE *f, int code)
 		fprintf(f, " %s", (*fm)->name);
 	fprintf(f, "\n\nimage options: --allow-dir DIR (let extents/backing files come from DIR),\n"
 	           "  --allow-any-path, --force (open despite a parent CID mismatch),\n"
-	           "  --backing-format FMT\n"
+	           "  --backing-format FMT, --timeout SECONDS (remote servers; default 60)\n"
+	           "IMAGE, SRC and DST may be nbd://HOST[:PORT]/EXPORT or\n"
+	           "  nbd+unix:///EXPORT?socket=PATH (DST: an existing export, written in place)\n"
 	           "exit codes: 0 ok, 1 bad input or images differ, 2 usage, 3 I/O failure\n");
 	return code;
 }
