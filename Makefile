@@ -11,7 +11,11 @@ CC ?= cc
 PREFIX ?= /usr/local
 DESTDIR ?=
 FUZZ_SECONDS ?= 60
-PKGS := zlib libxml-2.0 libcrypto uuid libdeflate libzstd libnbd libnfs libisal
+# ISA-L (igzip) serves the fast deflate levels and inflate where it exists
+# (x86-64, aarch64); elsewhere convert/codec.c falls back to libdeflate.
+# Evaluated once, on first use (after `deps`).
+HAVE_ISAL = $(eval HAVE_ISAL := $(shell pkg-config --exists libisal && echo 1))$(HAVE_ISAL)
+PKGS = zlib libxml-2.0 libcrypto uuid libdeflate libzstd libnbd libnfs $(if $(HAVE_ISAL),libisal)
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror
 VDKIT_VERSION ?= 0.1
@@ -22,7 +26,7 @@ CFLAGS ?= -O2 -g
 # Recursive (=): evaluated after `deps` has installed what was missing.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS = $(shell pkg-config --libs $(PKGS))
-ALL_CFLAGS = $(BASE_CFLAGS) $(CFLAGS) $(PKG_CFLAGS)
+ALL_CFLAGS = $(BASE_CFLAGS) $(CFLAGS) $(PKG_CFLAGS) $(if $(HAVE_ISAL),-DVDK_HAVE_ISAL=1)
 LIBS = $(PKG_LIBS) -pthread
 
 LIB_SRC := $(sort $(wildcard convert/*.c formats/*.c package/*.c remote/*.c))

@@ -7,7 +7,6 @@
  * (qcow2.txt, compressed descriptor). */
 #include <errno.h>
 #include <fcntl.h>
-#include <libdeflate.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "codec.h"
 #include "qcow2.h"
 #include "util.h"
 
@@ -205,8 +205,9 @@ int qcow2_create(struct vdk_writer *w, struct vdk_err *e)
 		return vdk_nomem(e, w->sink->name, FMT, "a lock");
 	s->lock_ok = true;
 	/* vdkit's own option (qemu-img has none): deflate 1..12, zstd 1..19.
-	 * Deflate level 1 of libdeflate is within a few percent of qemu's
-	 * zlib level 6 on disk data and several times faster. */
+	 * Deflate levels are convert/codec.h's: 1..3 ISA-L igzip 1..3 when
+	 * built with ISA-L, 4..12 libdeflate's. Level 1 is within ~10% of
+	 * qemu's zlib level 6 on disk data and several times faster. */
 	if (!s->level)
 		s->level = s->comp_type == QCOW2_COMP_ZSTD ? QCOW2_ZSTD_LEVEL : QCOW2_DEFLATE_LEVEL;
 	else if (s->comp_type == QCOW2_COMP_ZLIB && s->level > 12)
@@ -365,7 +366,7 @@ static void qcow2w_cctx_free(uint32_t type, void *c)
 	if (type == QCOW2_COMP_ZSTD)
 		ZSTD_freeCCtx(c);
 	else
-		libdeflate_free_compressor(c);
+		vdk_deflater_free(c);
 }
 
 static void *qcow2w_cctx_get(struct qcow2_wstate *s)
@@ -379,7 +380,7 @@ static void *qcow2w_cctx_get(struct qcow2_wstate *s)
 		return c;
 	if (s->comp_type == QCOW2_COMP_ZSTD)
 		return ZSTD_createCCtx();
-	return libdeflate_alloc_compressor(s->level);
+	return vdk_deflater_new(VDK_WRAP_RAW, s->level);
 }
 
 static void qcow2w_cctx_put(struct qcow2_wstate *s, void *c)
@@ -403,7 +404,8 @@ static size_t qcow2w_squeeze(struct qcow2_wstate *s, void *c, const uint8_t *in,
 		size_t n = ZSTD_compressCCtx(c, out, cs - 1, in, cs, s->level);
 		return ZSTD_isError(n) ? 0 : n;
 	}
-	return libdeflate_deflate_compress(c, in, cs, out, cs - 1);
+	size_t z = 0;
+	return vdk_deflate(c, in, cs, out, cs - 1, &z) ? 0 : z;
 }
 
 static int qcow2w_encode_one(struct qcow2_wstate *s, void *c, const uint8_t *in, size_t n,

@@ -151,7 +151,7 @@ uint32_t vmdk_sparse_gte(const struct vmdk_sparse *sp, uint64_t off);
 uint64_t vmdk_sparse_span(const struct vmdk_sparse *sp, uint64_t off);
 /* Per-call scratch for compressed grains (one per pread call: thread-safe). */
 struct vmdk_rctx {
-	struct libdeflate_decompressor *dec;
+	struct vdk_inflater *dec;
 	uint8_t *cbuf, *ubuf;
 	size_t ccap, ucap;
 	size_t guess; /* deflate size to read with the next grain marker */

@@ -8,10 +8,10 @@
  * the file has (real images never share a table). */
 #include <errno.h>
 #include <inttypes.h>
-#include <libdeflate.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec.h"
 #include "err.h"
 #include "util.h"
 #include "vmdk.h"
@@ -291,8 +291,7 @@ uint64_t vmdk_sparse_span(const struct vmdk_sparse *sp, uint64_t off)
 
 void vmdk_rctx_free(struct vmdk_rctx *c)
 {
-	if (c->dec)
-		libdeflate_free_decompressor(c->dec);
+	vdk_inflater_free(c->dec);
 	free(c->cbuf);
 	free(c->ubuf);
 	memset(c, 0, sizeof(*c));
@@ -300,7 +299,7 @@ void vmdk_rctx_free(struct vmdk_rctx *c)
 
 static int vmdk_rctx_ready(struct vmdk_rctx *c, size_t ccap, size_t ucap)
 {
-	if (!c->dec && !(c->dec = libdeflate_alloc_decompressor()))
+	if (!c->dec && !(c->dec = vdk_inflater_new(VDK_WRAP_ZLIB)))
 		return -ENOMEM;
 	if (c->ccap < ccap) {
 		free(c->cbuf);
@@ -378,12 +377,13 @@ int vmdk_sparse_read(struct vdk_src *src, const struct vmdk_sparse *sp, uint32_t
 		return r;
 	/* A whole-grain read inflates straight into the caller's buffer. */
 	uint8_t *dst = in == 0 && len == sp->grain ? buf : c->ubuf;
-	size_t used;
-	enum libdeflate_result res =
-	    libdeflate_zlib_decompress_ex(c->dec, c->cbuf + data, n, dst, sp->grain, &used, &got);
-	if (res == LIBDEFLATE_INSUFFICIENT_SPACE)
+	int res = vdk_inflate(c->dec, c->cbuf + data, n, dst, sp->grain, &got);
+	if (res == VDK_CODEC_NOFIT)
 		return vmdk_sbad(src, e, at, "compressed grain inflates to more than one grain");
-	if (res != LIBDEFLATE_SUCCESS)
+	if (res == -ENOMEM)
+		return vdk_err_set(e, VDK_E_IO, ENOMEM, src->name, "vmdk", VDK_NO_OFFSET,
+		                   "out of memory");
+	if (res)
 		return vmdk_sbad(src, e, at, "compressed grain does not inflate");
 	/* A short last grain reads as zeroes after its data. */
 	if (got < sp->grain)
