@@ -24,7 +24,7 @@ LIBS = $(PKG_LIBS) -pthread
 
 LIB_SRC := $(sort $(wildcard convert/*.c formats/*.c package/*.c remote/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=obj/%.o)
-TOOL_COMMON := $(sort $(wildcard tools/cli*.c tools/cmd_*.c))
+TOOL_COMMON := $(sort $(wildcard tools/cli*.c tools/cmd_*.c tools/help.c))
 TOOL_COMMON_OBJ := $(TOOL_COMMON:%.c=obj/%.o)
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=bin/tests/%)

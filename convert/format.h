@@ -113,6 +113,15 @@ struct vdk_buf {
 };
 int vdk_buf_reserve(struct vdk_buf *b, size_t cap);
 
+/* One writer option, for "-o help" (a table ends with a NULL name). */
+struct vdk_opt_desc {
+	const char *name;
+	const char *type;    /* "size", "bool", "enum", "number", "string" */
+	const char *def;     /* default, as the user would type it */
+	const char *allowed; /* "a, b, c" or a range; NULL: any value of the type */
+	const char *help;
+};
+
 struct vdk_format {
 	const char *name;    /* -f / -O name, as qemu-img spells it */
 	const char *aliases; /* space-separated, or NULL */
@@ -165,6 +174,15 @@ struct vdk_format {
 	/* Write metadata, footers, trailers. The core then commits the sink. */
 	int (*finalize)(struct vdk_writer *w, struct vdk_err *e);
 	void (*wclose)(struct vdk_writer *w);
+	/* The -o keys create reads (documentation only; create decides). */
+	const struct vdk_opt_desc *wopts;
+
+	/* ---- in-place edits (optional) ---- */
+	/* Set the virtual size of the image file at path (already opened and
+	 * closed as this format by the caller). Shrinking only when shrink;
+	 * opts: "preallocation" for the part that grows. */
+	int (*resize)(const char *path, uint64_t size, bool shrink, struct vdk_opts *opts,
+	              struct vdk_err *e);
 };
 
 /* Registry (formats/registry.c) ------------------------------------- */

@@ -143,6 +143,8 @@ struct qcow2_wstate {
 	int data_fd;
 	uint64_t data_dev, data_ino;
 	char *data_ref; /* the name stored in the image */
+	char *backing;     /* backing_file (create only), NULL: none */
+	char *backing_fmt; /* backing_fmt header extension, NULL: none */
 };
 
 /* The source guest data lives in (the image file or the external one). */

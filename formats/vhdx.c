@@ -517,6 +517,14 @@ static void vhdx_close(struct vdk_image *img)
 	free(s->parent_vol);
 }
 
+static const struct vdk_opt_desc vhdx_wopts[] = {
+    {"subformat", "enum", "dynamic", "dynamic, fixed", "fixed: every block allocated"},
+    {"block_size", "size", "32M", "1M .. 256M, a power of two", "payload block size"},
+    {"logical_sector_size", "size", "512", "512, 4096", "sector size the guest sees"},
+    {"log_size", "size", "1M", "1M .. 2G, whole MiB", "log region size"},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 const struct vdk_format vdk_format_vhdx = {
     .name = "vhdx",
     .description = "Microsoft Hyper-V VHDX (MS-VHDX v1)",
@@ -536,4 +544,5 @@ const struct vdk_format vdk_format_vhdx = {
     .clone = vhdx_clone,
     .finalize = vhdx_finalize,
     .wclose = vhdx_wclose,
+    .wopts = vhdx_wopts,
 };

@@ -595,6 +595,19 @@ static void vmdk_close(struct vdk_image *img)
 	memset(st, 0, sizeof(*st));
 }
 
+static const struct vdk_opt_desc vmdk_wopts[] = {
+    {"subformat", "enum", "monolithicSparse",
+     "monolithicSparse, monolithicFlat, twoGbMaxExtentSparse, twoGbMaxExtentFlat, "
+     "streamOptimized, vmfs",
+     "extent layout"},
+    {"adapter_type", "enum", "ide", "ide, buslogic, lsilogic, legacyESX, pvscsi",
+     "virtual controller recorded in the descriptor"},
+    {"hwversion", "number", "4", NULL, "ddb.virtualHWVersion"},
+    {"toolsversion", "number", "2147483647", NULL, "ddb.toolsVersion"},
+    {"zeroed_grain", "bool", "off", "on, off", "sparse: mark zero grains in the grain table"},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 const struct vdk_format vdk_format_vmdk = {
     .name = "vmdk",
     .description = "VMware virtual disk (sparse, flat, split, stream-optimized, ESXi)",
@@ -616,4 +629,5 @@ const struct vdk_format vdk_format_vmdk = {
     .clone = vmdk_wclone,
     .finalize = vmdk_wfinalize,
     .wclose = vmdk_wclose,
+    .wopts = vmdk_wopts,
 };

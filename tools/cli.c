@@ -15,6 +15,14 @@
 
 const char *cli_prog = "vdkit";
 volatile int cli_cancel;
+/* SIGUSR1: print the progress once (qemu-img's habit). */
+static volatile sig_atomic_t cli_usr1;
+
+static void cli_on_usr1(int sig)
+{
+	(void)sig;
+	cli_usr1 = 1;
+}
 
 int cli_fail(const struct vdk_err *e)
 {
@@ -50,6 +58,9 @@ void cli_install_signals(void)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	sa.sa_handler = cli_on_usr1;
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGUSR1, &sa, NULL);
 }
 
 int cli_parse_clone(const char *s, enum vdk_clone_mode *out)
@@ -88,22 +99,31 @@ const char *cli_human(uint64_t bytes, char *buf, size_t len)
 struct cli_progress {
 	bool json, bar;
 	int last_pct;
+	int last_bp; /* hundredths of a percent last printed by the bar */
+	FILE *out;   /* the bar: stdout, as qemu-img (stderr when DST is -) */
 	struct timespec start;
 };
 
+/* qemu-img -p's form, which scrapers parse (KubeVirt CDI's regex
+ * "\((\d?\d\.\d\d)\/100%\)"), in 0.01% steps, on stdout even when it
+ * is not a terminal. */
 static void cli_progress_cb(void *ctx, const struct vdk_progress *p)
 {
 	struct cli_progress *cp = ctx;
-	int pct = p->total ? (int)(p->done * 100 / p->total) : 100;
-	if (pct == cp->last_pct)
+	int bp = p->total ? (int)((double)p->done * 10000.0 / (double)p->total) : 10000;
+	int pct = bp / 100;
+	bool once = cli_usr1;
+	if ((cp->bar && bp != cp->last_bp) || once) {
+		cli_usr1 = 0;
+		cp->last_bp = bp;
+		fprintf(cp->out, "    (%d.%02d/100%%)\r", bp / 100, bp % 100);
+		fflush(cp->out);
+	}
+	if (!cp->json || pct == cp->last_pct)
 		return;
 	cp->last_pct = pct;
-	if (cp->json)
-		fprintf(stderr,
-		        "{\"done\": %" PRIu64 ", \"total\": %" PRIu64 ", \"percent\": %d}\n",
-		        p->done, p->total, pct);
-	if (cp->bar)
-		fprintf(stderr, "\r    (%d.00/100%%)", pct);
+	fprintf(stderr, "{\"done\": %" PRIu64 ", \"total\": %" PRIu64 ", \"percent\": %d}\n",
+	        p->done, p->total, pct);
 	fflush(stderr);
 }
 
@@ -184,18 +204,21 @@ static int cli_job_convert(struct cli_job *j, struct vdk_image *in, struct vdk_s
 	int r = vdk_writer_create(fmt, sink, in->size, &j->opts, in, &w, e);
 	if (r)
 		return r;
-	struct cli_progress cp = {
-	    .json = j->progress_json, .bar = j->progress && isatty(2), .last_pct = -1};
+	struct cli_progress cp = {.json = j->progress_json,
+	                          .bar = j->progress,
+	                          .last_pct = -1,
+	                          .last_bp = -1,
+	                          .out = strcmp(j->dst, "-") ? stdout : stderr};
 	struct vdk_convert_opts o = j->conv;
 	o.digest = o.digest || j->verify;
 	o.cancel = &cli_cancel;
-	if (cp.json || cp.bar) {
-		o.progress = cli_progress_cb;
-		o.progress_ctx = &cp;
-	}
+	o.progress = cli_progress_cb; /* always: SIGUSR1 asks for it too */
+	o.progress_ctx = &cp;
 	r = vdk_convert(in, w, &o, st, e);
-	if (cp.bar)
-		fprintf(stderr, "\n");
+	if (cp.bar) {
+		fprintf(cp.out, "\n");
+		fflush(cp.out);
+	}
 	if (!r)
 		r = vdk_writer_finish(w, e);
 	vdk_writer_close(w);
@@ -214,7 +237,7 @@ int cli_job_run(struct cli_job *j, struct vdk_convert_stats *st, struct vdk_err 
 		return r;
 	struct vdk_sink *sink = NULL;
 	r = to_stdout ? vdk_sink_open_stream(1, "(stdout)", &sink, e)
-	              : vdk_sink_create_file(j->dst, &sink, e);
+	              : vdk_sink_open_target(j->dst, &j->target, &sink, e);
 	if (!r)
 		r = cli_job_convert(j, in, sink, st, e);
 	vdk_image_close(in);

@@ -5,6 +5,7 @@
 #define VDK_CLI_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "format.h"
 #include "pipeline.h"
@@ -36,6 +37,7 @@ struct cli_job {
 	bool in_place;      /* --in-place: rewrite the source itself */
 	bool progress;      /* -p: a bar on stderr */
 	bool progress_json; /* --progress=json: JSON lines on stderr */
+	struct vdk_target_opts target; /* -n, --target-is-zero, -t */
 };
 void cli_job_init(struct cli_job *j);
 /* Options every converting command shares: -p, -q, --clone, --verify,
@@ -57,6 +59,23 @@ int cmd_compare(int argc, char **argv);
 int cmd_map(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_ova(int argc, char **argv); /* tools/cmd_ova.c (OVA module) */
+int cmd_create(int argc, char **argv);  /* tools/cmd_create.c */
+int cmd_resize(int argc, char **argv);  /* tools/cmd_resize.c */
+int cmd_measure(int argc, char **argv); /* tools/cmd_measure.c */
+
+/* tools/help.c: one table of verbs, synopses and options. */
+int cli_help_verb(const char *verb, FILE *f); /* CLI_OK, or CLI_USAGE if unknown */
+void cli_help_all(FILE *f);
+void cli_version(FILE *f); /* "PROG version X.Y.Z" */
+/* True when argv holds --help or -h (before any "--"). */
+bool cli_wants_help(int argc, char **argv);
+/* Print a format's -o options (for "-o help"). */
+void cli_help_format_opts(const struct vdk_format *fmt, FILE *f);
+/* "unknown output format 'x' (valid: raw, vmdk, ...)": CLI_USAGE. writable:
+ * list only formats with a writer. */
+int cli_bad_format(const char *what, const char *name, bool writable);
+/* The format, or NULL after printing cli_bad_format's message. */
+const struct vdk_format *cli_find_format(const char *what, const char *name, bool writable);
 
 #endif
 
