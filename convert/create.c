@@ -15,6 +15,7 @@
 struct cr_shape {
 	struct vdk_image *inner; /* NULL: all zero */
 	bool all_data;           /* every byte is data (fully-allocated) */
+	bool read;               /* inner's real bytes, so zero runs stay sparse */
 };
 
 static int cr_extents(struct vdk_image *img, uint64_t off, uint64_t len, struct vdk_extents *out,
@@ -35,13 +36,20 @@ static int cr_extents(struct vdk_image *img, uint64_t off, uint64_t len, struct 
 }
 
 /* Stand-in data: never all zero, so the writer allocates what the source
- * allocates, as qemu-img measure counts it. */
+ * allocates, as qemu-img measure counts it. all_data runs without zero
+ * detection; one byte a sector keeps a writer's own zero checks off. */
 static int cr_pread(struct vdk_image *img, void *buf, size_t len, uint64_t off, struct vdk_err *e)
 {
-	(void)img;
-	(void)off;
-	(void)e;
-	memset(buf, 0x5a, len);
+	struct cr_shape *sh = img->state;
+	if (sh->read)
+		return vdk_image_pread(sh->inner, buf, len, off, e);
+	if (!sh->all_data) {
+		memset(buf, 0x5a, len);
+		return 0;
+	}
+	/* Writers that skip all-zero grains look at every sector. */
+	for (size_t i = 0; i < len; i += 512)
+		((uint8_t *)buf)[i] = 0x5a;
 	return 0;
 }
 
@@ -61,6 +69,8 @@ static int cr_run(struct cr_shape *sh, uint64_t size, struct vdk_writer *w, stru
 	struct vdk_convert_opts o;
 	vdk_convert_opts_init(&o);
 	o.clone = VDK_CLONE_NEVER;
+	if (sh->all_data)
+		o.min_sparse = 0;
 	struct vdk_convert_stats st;
 	r = vdk_convert(&img, w, &o, &st, e);
 	vdk_src_close(src);
@@ -208,12 +218,72 @@ static int cr_dry_run(const struct vdk_format *fmt, struct cr_shape *sh, uint64_
 	return r;
 }
 
+/* Bytes of the cs-sized clusters that hold the source's data, each counted
+ * once (qemu-img measure's count). */
+static int cr_data_bytes(struct vdk_image *src, uint64_t cs, uint64_t *out, struct vdk_err *e)
+{
+	struct vdk_extents x = {0};
+	uint64_t pos = 0, n = 0, last = UINT64_MAX;
+	int r = 0;
+	while (!r && src && pos < src->size) {
+		vdk_extents_reset(&x);
+		r = vdk_image_extents(src, pos, src->size - pos, &x, e);
+		if (!r && !x.n)
+			r = vdk_ioerr(e, EPROTO, src->src->name, "no extents");
+		for (size_t i = 0; !r && i < x.n; i++) {
+			const struct vdk_extent *v = &x.v[i];
+			if (v->flags & (VDK_EXT_ZERO | VDK_EXT_HOLE))
+				continue;
+			uint64_t a = v->off / cs, b = (v->off + v->len - 1) / cs;
+			n += b - a + 1 - (a == last);
+			last = b;
+		}
+		if (!r)
+			pos = x.v[x.n - 1].off + x.v[x.n - 1].len;
+	}
+	vdk_extents_free(&x);
+	*out = n * cs;
+	return r;
+}
+
+/* qcow2, as qemu-img measure: the metadata of a fully allocated image plus
+ * the clusters the source has data in (an overestimate of what is written,
+ * by the L2 tables and refcount blocks of unallocated ranges). */
+static int cr_measure_qcow2(const struct vdk_format *fmt, struct vdk_image *src, uint64_t size,
+                            const struct vdk_opts *opts, struct vdk_measure *out, struct vdk_err *e)
+{
+	uint64_t cs = 65536, data = 0;
+	for (size_t i = 0; opts && i < opts->n; i++)
+		if (!strcmp(opts->v[i].key, "cluster_size") && vdk_parse_size(opts->v[i].val, &cs))
+			return vdk_err_set(e, VDK_E_USAGE, EINVAL, NULL, "qcow2", VDK_NO_OFFSET,
+			                   "bad cluster_size '%s'", opts->v[i].val);
+	if (cs < 512 || cs > (2u << 20))
+		return vdk_err_set(e, VDK_E_USAGE, EINVAL, NULL, "qcow2", VDK_NO_OFFSET,
+		                   "cluster_size out of range");
+	struct cr_shape zero = {0};
+	int r =
+	    cr_dry_run(fmt, &zero, size, opts, "preallocation=metadata", &out->fully_allocated, e);
+	if (!r)
+		r = cr_data_bytes(src, cs, &data, e);
+	if (!r)
+		out->required = out->fully_allocated - size + data;
+	return r;
+}
+
 int vdk_image_measure(const struct vdk_format *fmt, struct vdk_image *src, uint64_t size,
                       const struct vdk_opts *opts, struct vdk_measure *out, struct vdk_err *e)
 {
 	if (src)
 		size = src->size;
-	struct cr_shape sh = {.inner = src};
+	bool given = false;
+	for (size_t i = 0; opts && i < opts->n; i++)
+		given |=
+		    !strcmp(opts->v[i].key, "preallocation") || !strcmp(opts->v[i].key, "compress");
+	if (!strcmp(fmt->name, "qcow2") && !given)
+		return cr_measure_qcow2(fmt, src, size, opts, out, e);
+	/* The other formats have no qemu-img figure to agree with: read the
+	 * data, so zero runs stay sparse as in a real conversion (exact). */
+	struct cr_shape sh = {.inner = src, .read = src && strcmp(fmt->name, "raw")};
 	int r = cr_dry_run(fmt, &sh, size, opts, NULL, &out->required, e);
 	if (r)
 		return r;
@@ -221,18 +291,6 @@ int vdk_image_measure(const struct vdk_format *fmt, struct vdk_image *src, uint6
 	if (!strcmp(fmt->name, "raw")) {
 		out->fully_allocated = size;
 		return 0;
-	}
-	/* qcow2: preallocation=metadata maps every cluster without writing
-	 * one, the layout a fully written image has. */
-	bool qcow2 = !strcmp(fmt->name, "qcow2");
-	bool given = false;
-	for (size_t i = 0; opts && i < opts->n; i++)
-		given |=
-		    !strcmp(opts->v[i].key, "preallocation") || !strcmp(opts->v[i].key, "compress");
-	if (qcow2 && !given) {
-		struct cr_shape zero = {0};
-		return cr_dry_run(fmt, &zero, size, opts, "preallocation=metadata",
-		                  &out->fully_allocated, e);
 	}
 	full.inner = NULL;
 	return cr_dry_run(fmt, &full, size, opts, NULL, &out->fully_allocated, e);
