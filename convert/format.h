@@ -57,6 +57,9 @@ struct vdk_open_opts {
 	struct vdk_access access; /* folders parents/extents may come from */
 	bool force;               /* e.g. open a snapshot whose parent CID does not match */
 	const char *backing_fmt;  /* user's format for the backing file */
+	/* info, as qemu-img: record the backing file's name but do not open
+	 * it (an overlay is inspected before its parent arrives). */
+	bool no_backing;
 };
 
 struct vdk_format;
@@ -73,6 +76,8 @@ struct vdk_image {
 	struct vdk_image *backing; /* set by vdk_image_open_backing; core closes */
 	struct vdk_image *child;   /* the image whose backing this is */
 	unsigned depth;            /* 0 for the top image */
+	char *backing_name;        /* as the header stores it (info), or NULL */
+	char *backing_fmt_name;    /* the format the header names, or NULL */
 };
 
 struct vdk_check {

@@ -159,8 +159,8 @@ struct vdk_target_opts {
  *    symlink points at, and a file it replaces keeps its owner, group and
  *    mode. Only this case is all-or-nothing: in place, a failure leaves
  *    what was written so far. */
-int vdk_sink_open_target(const char *path, const struct vdk_target_opts *o,
-                         struct vdk_sink **out, struct vdk_err *e);
+int vdk_sink_open_target(const char *path, const struct vdk_target_opts *o, struct vdk_sink **out,
+                         struct vdk_err *e);
 /* Writes to an existing fd that stays open (stdout); sequential. */
 int vdk_sink_open_stream(int fd, const char *name, struct vdk_sink **out, struct vdk_err *e);
 /* An in-memory sink (fuzzers, tests): the buffer grows up to max bytes. */

@@ -227,13 +227,12 @@ static int file_sink_truncate(struct vdk_sink *k, uint64_t size, struct vdk_err 
 	struct sink_file *f = k->priv;
 	struct stat st;
 	if (f->is_dev)
-		return size <= k->limit ? 0
-		                        : vdk_err_set(e, VDK_E_IO, ENOSPC, k->name, NULL,
-		                                      VDK_NO_OFFSET,
-		                                      "the device holds %llu bytes, the output "
-		                                      "needs %llu",
-		                                      (unsigned long long)k->limit,
-		                                      (unsigned long long)size);
+		return size <= k->limit
+		           ? 0
+		           : vdk_err_set(e, VDK_E_IO, ENOSPC, k->name, NULL, VDK_NO_OFFSET,
+		                         "the device holds %llu bytes, the output "
+		                         "needs %llu",
+		                         (unsigned long long)k->limit, (unsigned long long)size);
 	/* -n, as qemu-img: an existing target grows but is never cut. */
 	if (f->in_place && fstat(k->fd, &st) == 0 && (uint64_t)st.st_size >= size)
 		return 0;
@@ -384,15 +383,13 @@ static char *target_resolve(const char *path, struct vdk_err *e, int *r)
 	char *real = realpath(path, NULL);
 	if (!real)
 		*r = vdk_err_set(e, VDK_E_USAGE, errno, path, NULL, VDK_NO_OFFSET,
-		                 "the output is a symlink that leads nowhere: %s",
-		                 strerror(errno));
+		                 "the output is a symlink that leads nowhere: %s", strerror(errno));
 	return real;
 }
 
 /* Written in place: a block device, or an existing file (-n). */
-static int target_in_place(const char *path, const struct stat *st,
-                           const struct vdk_target_opts *o, struct vdk_sink **out,
-                           struct vdk_err *e)
+static int target_in_place(const char *path, const struct stat *st, const struct vdk_target_opts *o,
+                           struct vdk_sink **out, struct vdk_err *e)
 {
 	bool dev = S_ISBLK(st->st_mode);
 	if (!dev && !S_ISREG(st->st_mode))
@@ -423,8 +420,7 @@ static int target_in_place(const char *path, const struct stat *st,
 
 /* A new file under a temporary name beside the real destination; when it
  * replaces a file, that file's owner, group and mode carry over. */
-static int target_new(const char *path, const char *real, struct vdk_sink **out,
-                      struct vdk_err *e)
+static int target_new(const char *path, const char *real, struct vdk_sink **out, struct vdk_err *e)
 {
 	char tmp[PATH_MAX];
 	char *copy = strdup(real);
@@ -463,8 +459,8 @@ static int target_new(const char *path, const char *real, struct vdk_sink **out,
 	return r;
 }
 
-int vdk_sink_open_target(const char *path, const struct vdk_target_opts *o,
-                         struct vdk_sink **out, struct vdk_err *e)
+int vdk_sink_open_target(const char *path, const struct vdk_target_opts *o, struct vdk_sink **out,
+                         struct vdk_err *e)
 {
 	struct stat st;
 	bool exists = stat(path, &st) == 0;

@@ -108,8 +108,7 @@ static int raw_create(struct vdk_writer *w, struct vdk_err *e)
 	if (w->sink->limit && w->size > w->sink->limit)
 		return vdk_err_set(e, VDK_E_USAGE, ENOSPC, w->sink->name, "raw", VDK_NO_OFFSET,
 		                   "the output holds %llu bytes, the disk needs %llu",
-		                   (unsigned long long)w->sink->limit,
-		                   (unsigned long long)w->size);
+		                   (unsigned long long)w->sink->limit, (unsigned long long)w->size);
 	return raw_prealloc(w, e);
 }
 

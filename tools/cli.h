@@ -38,6 +38,7 @@ struct cli_job {
 	bool progress;      /* -p: a bar on stderr */
 	bool progress_json; /* --progress=json: JSON lines on stderr */
 	struct vdk_target_opts target; /* -n, --target-is-zero, -t */
+	bool full;                     /* -S 0: fully allocated output */
 };
 void cli_job_init(struct cli_job *j);
 /* Options every converting command shares: -p, -q, --clone, --verify,
@@ -62,6 +63,10 @@ int cmd_ova(int argc, char **argv); /* tools/cmd_ova.c (OVA module) */
 int cmd_create(int argc, char **argv);  /* tools/cmd_create.c */
 int cmd_resize(int argc, char **argv);  /* tools/cmd_resize.c */
 int cmd_measure(int argc, char **argv); /* tools/cmd_measure.c */
+
+/* tools/cli_hint.c: for a file that probes as raw but is an OVA package or
+ * a footer-only (fixed) VHD, the hint to print; NULL otherwise. */
+const char *cli_raw_hint(const char *path);
 
 /* tools/help.c: one table of verbs, synopses and options. */
 int cli_help_verb(const char *verb, FILE *f); /* CLI_OK, or CLI_USAGE if unknown */
