@@ -448,4 +448,5 @@ const struct vdk_format vdk_format_qcow2 = {
     .finalize = qcow2_finalize,
     .wclose = qcow2_wclose,
     .wopts = qcow2_wopts,
+    .resize = qcow2_resize,
 };

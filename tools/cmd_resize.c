@@ -22,8 +22,12 @@ int cmd_resize(int argc, char **argv)
 	struct vdk_err e = {0};
 	int c, r = 0;
 	optind = 1;
-	/* "-" leads a size ("-1G"), not an option: stop at the first operand. */
-	while (!r && (c = getopt_long(argc, argv, "+f:qU", lo, NULL)) != -1) {
+	/* The size is the last argument, taken before getopt sees it: "-1G"
+	 * is a size, not an option (qemu-img does the same). */
+	if (argc < 3)
+		return cli_usage("resize needs FILE and [+|-]SIZE");
+	const char *s = argv[--argc];
+	while (!r && (c = getopt_long(argc, argv, "f:qU", lo, NULL)) != -1) {
 		if (c == 'f')
 			fmt = optarg;
 		else if (c == 'q')
@@ -37,13 +41,14 @@ int cmd_resize(int argc, char **argv)
 		else
 			r = cli_usage("resize: unknown option (see 'vdkit resize --help')");
 	}
-	if (!r && optind != argc - 2)
+	if (!r && optind < argc && !strcmp(argv[optind], "--"))
+		optind++;
+	if (!r && optind != argc - 1)
 		r = cli_usage("resize needs FILE and [+|-]SIZE");
 	if (r) {
 		vdk_opts_free(&opts);
 		return r;
 	}
-	const char *s = argv[optind + 1];
 	int sign = *s == '+' ? 1 : *s == '-' ? -1 : 0;
 	uint64_t size, now = 0;
 	if (vdk_parse_size(s + (sign != 0), &size)) {
