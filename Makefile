@@ -126,6 +126,8 @@ install: all
 	install -m 755 $(filter-out bin/vdk-gen bin/vdk-rawsha,$(PROGS)) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 bin/libvdkit.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 convert/*.h $(DESTDIR)$(PREFIX)/include/vdkit/
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 644 man/vdkit.1 man/vmdk2vhdx.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 
 format:
 	clang-format -i convert/*.[ch] formats/*.[ch] package/*.[ch] remote/*.[ch] tools/*.[ch] tests/*.[ch] fuzz/*.c

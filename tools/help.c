@@ -112,8 +112,7 @@ static const struct help_verb help_verbs[] = {
      "vmdk2vhdx [-p] [-q] [--fixed] [--block-size N] [--logical-sector-size 512|4096]\n"
      "[--clone=auto|always|never] [--verify] [--progress=json] [--allow-dir DIR]\n"
      "SRC.vmdk DST.vhdx",
-     "Convert a VMDK (flat, vmfs, sparse, streamOptimized, snapshot chain) to a VHDX;\n"
-     "payload is cloned where the filesystem shares blocks, copied otherwise.",
+     "Convert a VMDK (flat, vmfs, sparse, streamOptimized, snapshot chain) to a VHDX.",
      "  -p                     progress: (NN.NN/100%) on stdout\n"
      "  --progress=json        progress as JSON lines on stderr\n"
      "  -q                     quiet\n"
