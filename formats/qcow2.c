@@ -416,7 +416,8 @@ static int qcow2_info(struct vdk_image *img, struct vdk_json *d, struct vdk_err 
 static const struct vdk_opt_desc qcow2_wopts[] = {
     {"compat", "enum", "1.1", "1.1, 0.10, v3, v2", "qcow2 version (0.10 = v2)"},
     {"cluster_size", "size", "64K", "512 .. 2M, a power of two", "cluster size"},
-    {"preallocation", "enum", "off", "off, metadata", "metadata: every L2 table and cluster mapped"},
+    {"preallocation", "enum", "off", "off, metadata, falloc, full",
+     "metadata: every cluster mapped; falloc: and reserved; full: and zeroed"},
     {"compress", "bool", "off", "on, off", "compress every cluster (same as -c)"},
     {"compression_type", "enum", "zlib", "zlib, zstd", "compression algorithm (zstd: compat=1.1)"},
     {"compression_level", "number", "0", "0 .. 19", "0: the library's default"},

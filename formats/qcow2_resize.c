@@ -75,6 +75,14 @@ static int qrs_header(struct qrs *q, struct vdk_err *e)
 	q->cap = vdk_round_up((uint64_t)q->l1_size * 8, cs) / 8;
 	if (q->l1_size == 0 || q->l1_off % cs)
 		return qrs_refuse(q, e, "the image has no L1 table to grow");
+	/* The table lies in the file (its last cluster may end past EOF). */
+	uint64_t end;
+	if ((uint64_t)q->l1_size * 8 > QCOW2_MAX_L1_BYTES ||
+	    vdk_add_overflow(q->l1_off, (uint64_t)q->l1_size * 8, &end) ||
+	    end > vdk_round_up(q->file_size, cs))
+		return vdk_bad(e, q->path, FMT, 36,
+		               "L1 table (%u entries at %llu) past the file's end", q->l1_size,
+		               (unsigned long long)q->l1_off);
 	return 0;
 }
 

@@ -36,7 +36,7 @@ static int qcow2w_err(struct vdk_writer *w, struct vdk_err *e, uint64_t off, con
 static int qcow2w_opt_layout(struct vdk_writer *w, struct qcow2_wstate *s, struct vdk_err *e)
 {
 	static const char *const compat[] = {"1.1", "0.10", "v3", "v2", NULL};
-	static const char *const prealloc[] = {"off", "metadata", NULL};
+	static const char *const prealloc[] = {"off", "metadata", "falloc", "full", NULL};
 	static const char *const ctype[] = {"zlib", "zstd", NULL};
 	int c = 0, p = 0, t = 0, r;
 	uint64_t cs = 0, lvl = 0;
@@ -53,7 +53,8 @@ static int qcow2w_opt_layout(struct vdk_writer *w, struct qcow2_wstate *s, struc
 	s->version = (c == 1 || c == 3) ? 2 : 3;
 	s->cluster_size = (uint32_t)cs;
 	s->cluster_bits = (uint32_t)__builtin_ctzll(cs);
-	s->fixed = p == 1;
+	s->fixed = p >= 1;
+	s->prealloc = p;
 	s->comp_type = (uint32_t)t;
 	if (s->version == 2 && t)
 		return qcow2w_err(w, e, VDK_NO_OFFSET, "compression_type=zstd needs compat=1.1");
@@ -218,6 +219,29 @@ static int qcow2w_opt_backing(struct vdk_writer *w, struct qcow2_wstate *s, stru
 	return 0;
 }
 
+/* preallocation=falloc reserves the data area of the metadata layout,
+ * full writes zeroes over it (qemu-img's meanings). */
+static int qcow2w_prealloc_data(struct vdk_writer *w, struct qcow2_wstate *s, struct vdk_err *e)
+{
+	uint64_t len = s->nclusters << s->cluster_bits;
+	if (s->prealloc < 2 || s->data_mode || !len || w->sink->fd < 0)
+		return 0;
+	if (fallocate(w->sink->fd, 0, (off_t)(w->sink->fd_off + s->base), (off_t)len) == 0)
+		return 0;
+	if (s->prealloc == 2)
+		return vdk_err_set(e, VDK_E_IO, errno, w->sink->name, FMT, s->base,
+		                   "preallocation=falloc failed: %s", strerror(errno));
+	static const uint8_t z[65536];
+	for (uint64_t o = 0; o < len;) {
+		size_t n = (size_t)VDK_MIN(len - o, (uint64_t)sizeof(z));
+		int r = vdk_sink_pwrite(w->sink, z, n, s->base + o, e);
+		if (r)
+			return r;
+		o += n;
+	}
+	return 0;
+}
+
 int qcow2_create(struct vdk_writer *w, struct vdk_err *e)
 {
 	struct qcow2_wstate *s = w->state;
@@ -248,7 +272,8 @@ int qcow2_create(struct vdk_writer *w, struct vdk_err *e)
 	 * preallocated data area reads as zero only on a zeroed sink. */
 	if (s->data_mode || (s->fixed && !(w->sink->flags & VDK_SINK_ZEROED)))
 		w->caps &= ~(unsigned)VDK_WCAP_ZEROED;
-	return qcow2w_layout(w, s, e);
+	r = qcow2w_layout(w, s, e);
+	return r ? r : qcow2w_prealloc_data(w, s, e);
 }
 
 /* ---- data-file mode: the data is already there, verify instead ---- */
