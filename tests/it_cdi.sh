@@ -49,6 +49,19 @@ qemu-img compare -q -f raw -F raw "$T/qemu.raw" "$T/dest.img" && cmp -s "$T/qemu
 	[ "$(tr -d '\r\n' <"$T/p.out" | grep -o '    (100.00/100%)' | wc -l)" -ge 1 ] &&
 	pass "progress lines are qemu-img's '    (NN.NN/100%)\\r' form" || fail "progress form: $(head -c 80 "$T/p.out" | od -c | head -2)"
 
+# SIGUSR1 without -p: the progress once, on stdout (qemu-img's habit).
+"$VDKIT" convert -t none -O raw "$T/src.qcow2" "$T/usr1.img" >"$T/usr1.out" 2>/dev/null &
+pid=$!
+sleep 0.3
+for _ in 1 2 3 4 5; do grep -q . "$T/usr1.out" 2>/dev/null && break; kill -USR1 $pid 2>/dev/null || break; sleep 0.1; done
+wait $pid; rc=$?
+if [ -s "$T/usr1.out" ]; then
+	[ $rc -eq 0 ] && grep -qE '^    \([0-9]{1,3}\.[0-9]{2}/100%\)' "$T/usr1.out" &&
+		pass "SIGUSR1 prints the progress once: $(tr -d '\r' <"$T/usr1.out" | head -c 20)" || fail "SIGUSR1: rc=$rc"
+else
+	skip "SIGUSR1: the conversion ended before the signal"
+fi
+
 # With preallocation, as addPreallocation inserts it right after the verb.
 "$VDKIT" convert -o preallocation=falloc -t none -p -O raw "$T/src.qcow2" "$T/pre.img" >/dev/null 2>&1 &&
 	cmp -s "$T/qemu.raw" "$T/pre.img" && [ $(($(stat -c %b "$T/pre.img") * 512)) -ge $((256 << 20)) ] &&

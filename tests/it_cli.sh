@@ -194,6 +194,13 @@ ino=$(stat -c %i "$T/ex.raw")
 	cmp -s "$T/data.raw" "$T/fa.raw" && [ $(($(stat -c %b "$T/fa.raw") * 512)) -ge $((32 << 20)) ] &&
 	pass "-o preallocation=falloc with -t unsafe -m 2 -W -U -T none" || fail "falloc"
 
+for p in falloc full; do
+	"$VDKIT" convert -q -o preallocation=$p -f raw -O qcow2 "$T/data.raw" "$T/pre.qcow2" &&
+		qemu-img check -q "$T/pre.qcow2" && qemu-img compare -q -f raw -F qcow2 "$T/data.raw" "$T/pre.qcow2" &&
+		[ $(($(stat -c %b "$T/pre.qcow2") * 512)) -ge $((32 << 20)) ] &&
+		pass "qcow2 -o preallocation=$p: qemu-img check clean, every cluster allocated" || fail "qcow2 prealloc $p"
+done
+
 # --- compare's exit codes ---------------------------------------------------
 "$VDKIT" compare -q -f raw "$T/data.raw" "$T/r.qcow2"; rc=$?
 [ $rc -eq 0 ] && pass "compare -f raw A B.qcow2: -f is the first image's only (exit 0)" || fail "compare -f: $rc"
