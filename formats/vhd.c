@@ -80,8 +80,7 @@ bool vhd_footer_decode(const uint8_t *raw, struct vhd_footer *f)
 
 bool vhd_footer_csum_ok(const uint8_t *raw)
 {
-	return vhd_checksum(raw, VHD_FOOTER_SIZE, VHD_F_CHECKSUM) ==
-	       vdk_be32(raw + VHD_F_CHECKSUM);
+	return vhd_checksum(raw, VHD_FOOTER_SIZE, VHD_F_CHECKSUM) == vdk_be32(raw + VHD_F_CHECKSUM);
 }
 
 static bool vhd_uses_current_size(const struct vhd_footer *f)
@@ -160,8 +159,8 @@ int vhd_plan_size(uint64_t size, bool force, uint64_t *out, uint16_t *c, uint8_t
 	return 0;
 }
 
-void vhd_footer_build(uint8_t *raw, uint32_t type, uint64_t size, uint16_t c, uint8_t h,
-                          uint8_t s, uint64_t data_offset)
+void vhd_footer_build(uint8_t *raw, uint32_t type, uint64_t size, uint16_t c, uint8_t h, uint8_t s,
+                      uint64_t data_offset)
 {
 	memset(raw, 0, VHD_FOOTER_SIZE);
 	memcpy(raw + VHD_F_COOKIE, "conectix", 8);
@@ -783,7 +782,8 @@ static int vhd_check(struct vdk_image *img, struct vdk_check *r, bool repair, st
 }
 
 static const struct vdk_opt_desc vhd_wopts[] = {
-    {"subformat", "enum", "dynamic", "dynamic, fixed", "dynamic: sparse blocks; fixed: raw + footer"},
+    {"subformat", "enum", "dynamic", "dynamic, fixed",
+     "dynamic: sparse blocks; fixed: raw + footer"},
     {"force_size", "bool", "off", "on, off", "keep the exact size (no CHS rounding)"},
     {"azure", "bool", "off", "on, off", "Azure: fixed, force_size, whole MiB"},
     {NULL, NULL, NULL, NULL, NULL},

@@ -34,9 +34,9 @@ struct cli_job {
 	struct vdk_open_opts open;
 	struct vdk_convert_opts conv;
 	bool verify;
-	bool in_place;      /* --in-place: rewrite the source itself */
-	bool progress;      /* -p: a bar on stderr */
-	bool progress_json; /* --progress=json: JSON lines on stderr */
+	bool in_place;                 /* --in-place: rewrite the source itself */
+	bool progress;                 /* -p: a bar on stderr */
+	bool progress_json;            /* --progress=json: JSON lines on stderr */
 	struct vdk_target_opts target; /* -n, --target-is-zero, -t */
 	bool full;                     /* -S 0: fully allocated output */
 };
@@ -59,7 +59,7 @@ int cmd_convert(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_map(int argc, char **argv);
 int cmd_check(int argc, char **argv);
-int cmd_ova(int argc, char **argv); /* tools/cmd_ova.c (OVA module) */
+int cmd_ova(int argc, char **argv);     /* tools/cmd_ova.c (OVA module) */
 int cmd_create(int argc, char **argv);  /* tools/cmd_create.c */
 int cmd_resize(int argc, char **argv);  /* tools/cmd_resize.c */
 int cmd_measure(int argc, char **argv); /* tools/cmd_measure.c */
