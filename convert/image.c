@@ -313,7 +313,7 @@ static void image_info_backing(const struct vdk_image *img, struct vdk_json *j)
 	vdk_json_set_str(j, "backing-filename", name);
 	const char *slash = strrchr(img->src->name, '/');
 	char full[4096];
-	if (img->backing)
+	if (!img->backing_name)
 		snprintf(full, sizeof(full), "%s", img->backing->src->name);
 	else if (name[0] == '/' || !slash)
 		snprintf(full, sizeof(full), "%s", name);

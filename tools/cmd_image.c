@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -131,10 +132,17 @@ int cmd_info(int argc, char **argv)
 	int r = image_args(argc, argv, false, &a);
 	if (r)
 		return r;
-	/* As qemu-img: info reads the header only, so an overlay whose
-	 * backing file has not arrived yet still answers. */
-	a.open.no_backing = !a.chain;
-	if (vdk_image_open_path(a.path, a.fmt, &a.open, &img, &e))
+	/* An overlay whose backing file has not arrived yet still answers
+	 * (qemu-img's info reads the header only; CDI inspects overlays
+	 * before their parents): opened again without its backing file. A
+	 * parent refused (outside the folder, a loop) stays an error. */
+	r = vdk_image_open_path(a.path, a.fmt, &a.open, &img, &e);
+	if (r && e.code == ENOENT && !a.chain && access(a.path, F_OK) == 0) {
+		struct vdk_err e2 = {0};
+		a.open.no_backing = true;
+		r = vdk_image_open_path(a.path, a.fmt, &a.open, &img, &e2);
+	}
+	if (r)
 		return cli_fail(&e);
 	const char *hint = a.fmt ? NULL : cli_raw_hint(a.path);
 	if (hint)
