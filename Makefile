@@ -31,7 +31,7 @@ LIBS = $(PKG_LIBS) -pthread
 
 LIB_SRC := $(sort $(wildcard convert/*.c formats/*.c package/*.c remote/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=obj/%.o)
-TOOL_COMMON := $(sort $(wildcard tools/cli*.c tools/cmd_*.c))
+TOOL_COMMON := $(sort $(wildcard tools/cli*.c tools/cmd_*.c tools/help.c))
 TOOL_COMMON_OBJ := $(TOOL_COMMON:%.c=obj/%.o)
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=bin/tests/%)
@@ -157,6 +157,8 @@ install: all
 	install -m 644 convert/*.h $(DESTDIR)$(PREFIX)/include/vdkit/
 	$(if $(PLUGIN),install -d $(DESTDIR)$(NBDKIT_PLUGINDIR))
 	$(if $(PLUGIN),install -m 755 $(PLUGIN) $(DESTDIR)$(NBDKIT_PLUGINDIR)/)
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 644 man/vdkit.1 man/vmdk2vhdx.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 
 format:
 	clang-format -i convert/*.[ch] formats/*.[ch] package/*.[ch] remote/*.[ch] tools/*.[ch] tests/*.[ch] fuzz/*.c plugin/*.c

@@ -58,6 +58,9 @@ struct vdk_open_opts {
 	struct vdk_access access; /* folders parents/extents may come from */
 	bool force;               /* e.g. open a snapshot whose parent CID does not match */
 	const char *backing_fmt;  /* user's format for the backing file */
+	/* info, as qemu-img: record the backing file's name but do not open
+	 * it (an overlay is inspected before its parent arrives). */
+	bool no_backing;
 };
 
 struct vdk_format;
@@ -74,6 +77,8 @@ struct vdk_image {
 	struct vdk_image *backing; /* set by vdk_image_open_backing; core closes */
 	struct vdk_image *child;   /* the image whose backing this is */
 	unsigned depth;            /* 0 for the top image */
+	char *backing_name;        /* as the header stores it (info), or NULL */
+	char *backing_fmt_name;    /* the format the header names, or NULL */
 };
 
 struct vdk_check {
@@ -113,6 +118,15 @@ struct vdk_buf {
 	size_t len, cap;
 };
 int vdk_buf_reserve(struct vdk_buf *b, size_t cap);
+
+/* One writer option, for "-o help" (a table ends with a NULL name). */
+struct vdk_opt_desc {
+	const char *name;
+	const char *type;    /* "size", "bool", "enum", "number", "string" */
+	const char *def;     /* default, as the user would type it */
+	const char *allowed; /* "a, b, c" or a range; NULL: any value of the type */
+	const char *help;
+};
 
 struct vdk_format {
 	const char *name;    /* -f / -O name, as qemu-img spells it */
@@ -180,6 +194,15 @@ struct vdk_format {
 	const char *const *ovf_formats;
 	/* The URI written for this format in an OVF we produce, or NULL. */
 	const char *ovf_format_uri;
+	/* The -o keys create reads (documentation only; create decides). */
+	const struct vdk_opt_desc *wopts;
+
+	/* ---- in-place edits (optional) ---- */
+	/* Set the virtual size of the image file at path (already opened and
+	 * closed as this format by the caller). Shrinking only when shrink;
+	 * opts: "preallocation" for the part that grows. */
+	int (*resize)(const char *path, uint64_t size, bool shrink, struct vdk_opts *opts,
+	              struct vdk_err *e);
 };
 
 /* Registry (formats/registry.c) ------------------------------------- */

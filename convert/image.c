@@ -1,6 +1,7 @@
 /* Opening images, backing chains, and the resolved view of a chain
  * (extents and reads with backing files looked through). */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -72,6 +73,8 @@ static void image_free(struct vdk_image *img)
 {
 	if (img->own_src)
 		vdk_src_close(img->src);
+	free(img->backing_name);
+	free(img->backing_fmt_name);
 	free(img->state);
 	free(img);
 }
@@ -144,6 +147,14 @@ int vdk_image_open_backing(struct vdk_image *img, const char *name, const char *
 	if (img->depth + 1 >= CHAIN_MAX)
 		return vdk_bad(e, img->src->name, img->fmt->name, VDK_NO_OFFSET,
 		               "backing chain deeper than %d files: refused", CHAIN_MAX);
+	if (!img->backing_name) {
+		img->backing_name = strdup(name);
+		img->backing_fmt_name = fmt_name ? strdup(fmt_name) : NULL;
+		if (!img->backing_name || (fmt_name && !img->backing_fmt_name))
+			return vdk_ioerr(e, ENOMEM, img->src->name, "out of memory");
+	}
+	if (img->opts->no_backing)
+		return 0;
 	if (img->opts->backing_fmt && img->depth == 0)
 		fmt_name = img->opts->backing_fmt;
 	struct vdk_src *src;
@@ -295,6 +306,32 @@ int vdk_image_pread(struct vdk_image *img, void *buf, size_t len, uint64_t off, 
 	return r;
 }
 
+/* qemu-img's pair: backing-filename as the header stores it, and
+ * full-backing-filename resolved against the image's folder (the file
+ * need not exist). */
+static void image_info_backing(const struct vdk_image *img, struct vdk_json *j)
+{
+	const char *name = img->backing_name;
+	if (!name && img->backing)
+		name = img->backing->src->name;
+	if (!name)
+		return;
+	vdk_json_set_str(j, "backing-filename", name);
+	const char *slash = strrchr(img->src->name, '/');
+	char full[4096];
+	if (!img->backing_name)
+		snprintf(full, sizeof(full), "%s", img->backing->src->name);
+	else if (name[0] == '/' || !slash)
+		snprintf(full, sizeof(full), "%s", name);
+	else
+		snprintf(full, sizeof(full), "%.*s/%s", (int)(slash - img->src->name),
+		         img->src->name, name);
+	vdk_json_set_str(j, "full-backing-filename", full);
+	const char *fmt = img->backing ? img->backing->fmt->name : img->backing_fmt_name;
+	if (fmt)
+		vdk_json_set_str(j, "backing-filename-format", fmt);
+}
+
 struct vdk_json *vdk_image_info(struct vdk_image *img, const char *filename, struct vdk_err *e)
 {
 	struct vdk_json *j = vdk_json_new_obj();
@@ -311,10 +348,7 @@ struct vdk_json *vdk_image_info(struct vdk_image *img, const char *filename, str
 	if (img->src->fd >= 0 && fstat(img->src->fd, &st) == 0 && S_ISREG(st.st_mode) &&
 	    img->src->fd_off == 0)
 		vdk_json_set_u64(j, "actual-size", (uint64_t)st.st_blocks * 512);
-	if (img->backing) {
-		vdk_json_set_str(j, "backing-filename", img->backing->src->name);
-		vdk_json_set_str(j, "backing-filename-format", img->backing->fmt->name);
-	}
+	image_info_backing(img, j);
 	if (img->fmt->info) {
 		struct vdk_json *fs = vdk_json_set_obj(j, "format-specific");
 		vdk_json_set_str(fs, "type", img->fmt->name);

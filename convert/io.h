@@ -141,6 +141,7 @@ struct vdk_sink {
 	uint64_t fd_off;
 	uint32_t blksize; /* filesystem block size: clone alignment */
 	uint64_t pos;     /* sequential sinks: bytes written so far */
+	uint64_t limit;   /* > 0: the output cannot grow past this (a device) */
 	bool committed;
 	void *priv;
 };
@@ -148,6 +149,28 @@ struct vdk_sink {
 /* A new file written under a temporary name in path's folder and renamed
  * into place by vdk_sink_commit (after fsync); removed if never committed. */
 int vdk_sink_create_file(const char *path, struct vdk_sink **out, struct vdk_err *e);
+/* Where and how a conversion writes its output (qemu-img convert's -n,
+ * --target-is-zero and -t). */
+struct vdk_target_opts {
+	/* -n: path exists and is written in place (no temporary, no rename,
+	 * never truncated below what is written). */
+	bool existing;
+	bool target_is_zero; /* an existing target already reads as zeroes */
+	bool direct;         /* -t none: O_DIRECT where offsets and lengths allow */
+	bool unsafe;         /* -t unsafe: no fsync on commit */
+};
+/* The conversion output at path, o may be NULL (a new file):
+ *  - a block device (or a symlink to one) is written in place: opened
+ *    O_WRONLY, never unlinked or renamed, limit = its size; ranges the
+ *    source has as holes are zeroed (discard that reads back as zero,
+ *    else BLKZEROOUT, else zero writes) unless target_is_zero;
+ *  - o->existing: an existing file written in place the same way;
+ *  - otherwise a new file as vdk_sink_create_file, beside the real file a
+ *    symlink points at, and a file it replaces keeps its owner, group and
+ *    mode. Only this case is all-or-nothing: in place, a failure leaves
+ *    what was written so far. */
+int vdk_sink_open_target(const char *path, const struct vdk_target_opts *o, struct vdk_sink **out,
+                         struct vdk_err *e);
 /* Writes to an existing fd that stays open (stdout); sequential. */
 int vdk_sink_open_stream(int fd, const char *name, struct vdk_sink **out, struct vdk_err *e);
 /* An in-memory sink (fuzzers, tests): the buffer grows up to max bytes. */

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -39,6 +41,10 @@ int vdk_sink_pwrite(struct vdk_sink *k, const void *buf, size_t len, uint64_t of
 {
 	if (len == 0)
 		return 0;
+	if (k->limit && (off > k->limit || len > k->limit - off))
+		return vdk_err_set(e, VDK_E_IO, ENOSPC, k->name, NULL, off,
+		                   "write past the end of the output (%llu bytes)",
+		                   (unsigned long long)k->limit);
 	int r = k->ops->pwrite(k, buf, len, off, e);
 	if (r == 0 && off + len > k->pos)
 		k->pos = off + len;
@@ -129,18 +135,48 @@ void vdk_sink_close(struct vdk_sink *k)
  * finds little left to do and disk writes overlap with the conversion. */
 #define SINK_WRITEBACK (32u << 20)
 
+/* O_DIRECT writes go through an aligned bounce buffer of this size; this
+ * alignment suits 512-byte and 4 KiB logical sectors alike. */
+#define SINK_DIRECT_BUF   (1u << 20)
+#define SINK_DIRECT_ALIGN 4096u
+
 struct sink_file {
 	uint64_t dirty;     /* bytes written since the last write-back kick */
-	struct vdk_tmp tmp; /* the output until commit puts it in place */
+	struct vdk_tmp tmp; /* a new output until commit puts it in place */
 	bool pending;       /* tmp not yet published or discarded */
 	struct vdk_sink **related;
 	size_t nrelated;
+	bool in_place; /* a device or -n: no temporary, nothing to undo */
+	bool is_dev;
+	bool unsafe; /* no fsync */
+	int dfd;     /* O_DIRECT descriptor of the same file, or -1 */
+	uint8_t *bounce;
 };
+
+static int file_sink_direct(struct vdk_sink *k, const uint8_t *buf, size_t len, uint64_t off)
+{
+	struct sink_file *f = k->priv;
+	if (!f->bounce && posix_memalign((void **)&f->bounce, SINK_DIRECT_ALIGN, SINK_DIRECT_BUF))
+		return -ENOMEM;
+	while (len) {
+		size_t n = VDK_MIN(len, (size_t)SINK_DIRECT_BUF);
+		memcpy(f->bounce, buf, n);
+		int r = vdk_pwrite_full(f->dfd, f->bounce, n, off);
+		if (r)
+			return r;
+		buf += n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
 
 static int file_sink_pwrite(struct vdk_sink *k, const void *buf, size_t len, uint64_t off,
                             struct vdk_err *e)
 {
-	int r = vdk_pwrite_full(k->fd, buf, len, off);
+	struct sink_file *ff = k->priv;
+	bool direct = ff->dfd >= 0 && off % SINK_DIRECT_ALIGN == 0 && len % SINK_DIRECT_ALIGN == 0;
+	int r = direct ? file_sink_direct(k, buf, len, off) : vdk_pwrite_full(k->fd, buf, len, off);
 	if (r)
 		return vdk_err_set(e, VDK_E_IO, -r, k->name, NULL, off, "write failed: %s",
 		                   strerror(-r));
@@ -154,8 +190,25 @@ static int file_sink_pwrite(struct vdk_sink *k, const void *buf, size_t len, uin
 	return 0;
 }
 
+/* A device: fallocate(PUNCH_HOLE) on a block device zeroes (discarding
+ * where the device can and reads back zero); BLKZEROOUT next; else the
+ * core writes zero buffers. */
+static int dev_sink_punch(struct vdk_sink *k, uint64_t off, uint64_t len, struct vdk_err *e)
+{
+	(void)e;
+	if (fallocate(k->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) ==
+	    0)
+		return 0;
+	uint64_t range[2] = {off, len};
+	if (ioctl(k->fd, BLKZEROOUT, range) == 0)
+		return 0;
+	return -EOPNOTSUPP;
+}
+
 static int file_sink_punch(struct vdk_sink *k, uint64_t off, uint64_t len, struct vdk_err *e)
 {
+	if (((struct sink_file *)k->priv)->is_dev)
+		return dev_sink_punch(k, off, len, e);
 	struct stat st;
 	if (fstat(k->fd, &st) != 0)
 		return vdk_ioerr(e, errno, k->name, "stat failed: %s", strerror(errno));
@@ -173,6 +226,18 @@ static int file_sink_punch(struct vdk_sink *k, uint64_t off, uint64_t len, struc
 
 static int file_sink_truncate(struct vdk_sink *k, uint64_t size, struct vdk_err *e)
 {
+	struct sink_file *f = k->priv;
+	struct stat st;
+	if (f->is_dev)
+		return size <= k->limit
+		           ? 0
+		           : vdk_err_set(e, VDK_E_IO, ENOSPC, k->name, NULL, VDK_NO_OFFSET,
+		                         "the device holds %llu bytes, the output "
+		                         "needs %llu",
+		                         (unsigned long long)k->limit, (unsigned long long)size);
+	/* -n, as qemu-img: an existing target grows but is never cut. */
+	if (f->in_place && fstat(k->fd, &st) == 0 && (uint64_t)st.st_size >= size)
+		return 0;
 	if (ftruncate(k->fd, (off_t)size) != 0)
 		return vdk_ioerr(e, errno, k->name, "setting the size failed: %s", strerror(errno));
 	return 0;
@@ -202,7 +267,7 @@ static int file_sink_commit(struct vdk_sink *k, struct vdk_err *e)
 		if (r)
 			return r;
 	}
-	if (fsync(k->fd) != 0)
+	if (!f->unsafe && fsync(k->fd) != 0)
 		return vdk_ioerr(e, errno, k->name, "fsync failed: %s", strerror(errno));
 	if (f->pending) {
 		int r = vdk_tmp_publish(&f->tmp, k->name);
@@ -231,6 +296,8 @@ static void file_sink_abort(struct vdk_sink *k)
 static void file_sink_withdraw(struct vdk_sink *k)
 {
 	struct sink_file *f = k->priv;
+	if (f->in_place) /* a device or -n target stays: nothing to undo */
+		return;
 	unlink(k->name);
 	for (size_t i = 0; i < f->nrelated; i++)
 		vdk_sink_withdraw(f->related[i]);
@@ -247,6 +314,9 @@ static void file_sink_close(struct vdk_sink *k)
 	free(f->related);
 	if (k->fd >= 0)
 		close(k->fd);
+	if (f->dfd >= 0)
+		close(f->dfd);
+	free(f->bounce);
 	free(f);
 }
 
@@ -264,50 +334,174 @@ static const struct vdk_sink_ops file_sink_ops = {
     .withdraw = file_sink_withdraw,
 };
 
-int vdk_sink_create_file(const char *path, struct vdk_sink **out, struct vdk_err *e)
+/* The sink around an open fd; adopts fd and the temporary tmp (removed on
+ * failure), NULL when written in place. */
+static int file_sink_wrap(const char *name, int fd, struct vdk_tmp *tmp, struct vdk_sink **out,
+                          struct vdk_err *e)
 {
-	struct stat st;
-	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-		return vdk_err_set(e, VDK_E_USAGE, EISDIR, path, NULL, VDK_NO_OFFSET,
-		                   "output is a directory");
-	char *copy = strdup(path);
-	if (!copy)
-		return vdk_nomem(e, path, NULL, "the output's name");
-	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-	const char *dir = dirname(copy);
-	vdk_tmp_sweep(dir);
+	struct vdk_sink *k = vdk_sink_alloc(&file_sink_ops, name);
 	struct sink_file *f = calloc(1, sizeof(*f));
-	int r = f ? vdk_tmp_create(dir, base, &f->tmp, e) : -ENOMEM;
-	free(copy);
-	if (r < 0) {
+	if (!k || !f) {
+		if (tmp)
+			vdk_tmp_discard(tmp);
+		close(fd);
 		free(f);
-		return e->cls ? r
-		       : r == -ENOMEM
-		           ? vdk_nomem(e, path, NULL, "the output's state")
-		           : vdk_ioerr(e, -r, path, "cannot create output: %s", strerror(-r));
+		if (k) {
+			free(k->name);
+			free(k);
+		}
+		return vdk_nomem(e, name, NULL, "the output's state");
 	}
-	f->pending = true;
-	struct vdk_sink *k = vdk_sink_alloc(&file_sink_ops, path);
-	if (!k) {
-		vdk_tmp_discard(&f->tmp);
-		close(f->tmp.fd);
-		free(f);
-		return vdk_nomem(e, path, NULL, "the output's state");
+	if (tmp) {
+		f->tmp = *tmp;
+		f->pending = true;
 	}
+	f->dfd = -1;
 	k->priv = f;
-	k->fd = f->tmp.fd;
-	k->flags = VDK_SINK_ZEROED;
+	k->fd = fd;
 	struct statfs sfs;
-	if (fstatfs(k->fd, &sfs) == 0 && sfs.f_bsize >= 512 && sfs.f_bsize <= (1 << 20))
+	if (fstatfs(fd, &sfs) == 0 && sfs.f_bsize >= 512 && sfs.f_bsize <= (1 << 20))
 		k->blksize = (uint32_t)sfs.f_bsize;
 	*out = k;
 	return 0;
+}
+
+/* -t none: a second, O_DIRECT descriptor for the aligned writes. */
+static int file_sink_open_direct(struct vdk_sink *k, struct vdk_err *e)
+{
+	struct sink_file *f = k->priv;
+	/* Through /proc: the temporary may have no name yet (O_TMPFILE). */
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", k->fd);
+	f->dfd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+	if (f->dfd < 0)
+		return vdk_ioerr(e, errno, k->name, "cannot open for O_DIRECT (-t none): %s",
+		                 strerror(errno));
+	return 0;
+}
+
+/* The file a symlink destination points at (the temporary goes beside
+ * it, and the rename replaces it, not the link). NULL: not a symlink. */
+static char *target_resolve(const char *path, struct vdk_err *e, int *r)
+{
+	struct stat lst;
+	*r = 0;
+	if (lstat(path, &lst) != 0 || !S_ISLNK(lst.st_mode))
+		return NULL;
+	char *real = realpath(path, NULL);
+	if (!real)
+		*r = vdk_err_set(e, VDK_E_USAGE, errno, path, NULL, VDK_NO_OFFSET,
+		                 "the output is a symlink that leads nowhere: %s", strerror(errno));
+	return real;
+}
+
+/* Written in place: a block device, or an existing file (-n). */
+static int target_in_place(const char *path, const struct stat *st, const struct vdk_target_opts *o,
+                           struct vdk_sink **out, struct vdk_err *e)
+{
+	bool dev = S_ISBLK(st->st_mode);
+	if (!dev && !S_ISREG(st->st_mode))
+		return vdk_err_set(e, VDK_E_USAGE, EINVAL, path, NULL, VDK_NO_OFFSET,
+		                   "-n needs an existing regular file or block device");
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return vdk_ioerr(e, errno, path, "cannot open the output: %s", strerror(errno));
+	uint64_t devsize = 0;
+	if (dev && ioctl(fd, BLKGETSIZE64, &devsize) != 0) {
+		int err = errno;
+		close(fd);
+		return vdk_ioerr(e, err, path, "cannot read the device size: %s", strerror(err));
+	}
+	int r = file_sink_wrap(path, fd, NULL, out, e);
+	if (r)
+		return r;
+	struct vdk_sink *k = *out;
+	struct sink_file *f = k->priv;
+	f->in_place = true;
+	f->is_dev = dev;
+	k->limit = devsize;
+	if (dev)
+		k->blksize = 4096;
+	k->flags = o && o->target_is_zero ? VDK_SINK_ZEROED : 0;
+	return 0;
+}
+
+/* A new file, anonymous or under a locked temporary name beside the real
+ * destination (io_tmp.c); when it replaces a file, that file's owner, group
+ * and mode carry over. */
+static int target_new(const char *path, const char *real, struct vdk_sink **out, struct vdk_err *e)
+{
+	char *copy = strdup(real);
+	if (!copy)
+		return vdk_nomem(e, path, NULL, "the output's name");
+	const char *base = strrchr(real, '/') ? strrchr(real, '/') + 1 : real;
+	const char *dir = dirname(copy);
+	struct vdk_tmp t;
+	vdk_tmp_sweep(dir);
+	int r = vdk_tmp_create(dir, base, &t, e);
+	free(copy);
+	if (r < 0)
+		return e->cls ? r : vdk_ioerr(e, -r, path, "cannot create output: %s", strerror(-r));
+	struct stat old;
+	if (stat(real, &old) == 0 && S_ISREG(old.st_mode)) {
+		/* Best effort: without the right to chown, the group may still do. */
+		if (fchown(t.fd, old.st_uid, old.st_gid) != 0 && fchown(t.fd, (uid_t)-1, old.st_gid))
+			(void)0;
+		fchmod(t.fd, old.st_mode & 07777);
+	}
+	r = file_sink_wrap(real, t.fd, &t, out, e);
+	if (!r)
+		(*out)->flags = VDK_SINK_ZEROED;
+	return r;
+}
+
+int vdk_sink_open_target(const char *path, const struct vdk_target_opts *o, struct vdk_sink **out,
+                         struct vdk_err *e)
+{
+	struct stat st;
+	bool exists = stat(path, &st) == 0;
+	if (exists && S_ISDIR(st.st_mode))
+		return vdk_err_set(e, VDK_E_USAGE, EISDIR, path, NULL, VDK_NO_OFFSET,
+		                   "output is a directory");
+	if (!exists && o && o->existing)
+		return vdk_err_set(e, VDK_E_USAGE, ENOENT, path, NULL, VDK_NO_OFFSET,
+		                   "-n: the output must exist (it is written in place)");
+	int r;
+	if (exists && (S_ISBLK(st.st_mode) || (o && o->existing)))
+		r = target_in_place(path, &st, o, out, e);
+	else {
+		char *real = target_resolve(path, e, &r);
+		if (r)
+			return r;
+		r = target_new(path, real ? real : path, out, e);
+		free(real);
+	}
+	if (!r && o) {
+		((struct sink_file *)(*out)->priv)->unsafe = o->unsafe;
+		if (o->direct)
+			r = file_sink_open_direct(*out, e);
+		if (r) {
+			vdk_sink_close(*out);
+			*out = NULL;
+		}
+	}
+	return r;
+}
+
+int vdk_sink_create_file(const char *path, struct vdk_sink **out, struct vdk_err *e)
+{
+	return vdk_sink_open_target(path, NULL, out, e);
 }
 
 static int file_sink_open_related(struct vdk_sink *k, const char *name, struct vdk_sink **out,
                                   struct vdk_err *e)
 {
 	struct sink_file *f = k->priv;
+	if (f->in_place)
+		return vdk_err_set(e, VDK_E_USAGE, EINVAL, k->name, NULL, VDK_NO_OFFSET,
+		                   "an output written in place cannot have companion files "
+		                   "(needed for '%s')",
+		                   name);
 	if (strchr(name, '/') || !strcmp(name, "..") || !strcmp(name, "."))
 		return vdk_err_set(e, VDK_E_USAGE, EINVAL, k->name, NULL, VDK_NO_OFFSET,
 		                   "companion file name '%s' must be a plain name", name);

@@ -96,7 +96,9 @@ static int job_open_sink(struct vdk_job *j, struct vdk_sink **out, struct vdk_er
 	if (!j->dst)
 		return vdk_err_set(e, VDK_E_USAGE, EINVAL, NULL, NULL, VDK_NO_OFFSET,
 		                   "internal error: a job needs a sink or a destination");
-	return vdk_sink_open_uri(j->dst, j->in->size, out, e);
+	if (vdk_is_uri(j->dst))
+		return vdk_sink_open_uri(j->dst, j->in->size, out, e);
+	return vdk_sink_open_target(j->dst, j->target, out, e);
 }
 
 static int job_run_open(struct vdk_job *j, struct vdk_err *e)

@@ -41,6 +41,9 @@ struct vdk_job {
 	struct vdk_sink *sink;
 	const char *dst;
 	struct vdk_opts *wopts; /* -o; NULL: none */
+	/* How a local dst is opened (block device in place, -n, -t modes);
+	 * NULL: a new file. */
+	const struct vdk_target_opts *target;
 
 	struct vdk_convert_opts conv;
 	bool verify; /* re-read dst through its reader and compare digests */

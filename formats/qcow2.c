@@ -415,6 +415,20 @@ static int qcow2_info(struct vdk_image *img, struct vdk_json *d, struct vdk_err 
 
 /* oVirt and Red Hat exports write ...qemu.org/...qcow2... style URIs. */
 static const char *const qcow2_ovf_formats[] = {"qcow", NULL};
+static const struct vdk_opt_desc qcow2_wopts[] = {
+    {"compat", "enum", "1.1", "1.1, 0.10, v3, v2", "qcow2 version (0.10 = v2)"},
+    {"cluster_size", "size", "64K", "512 .. 2M, a power of two", "cluster size"},
+    {"preallocation", "enum", "off", "off, metadata, falloc, full",
+     "metadata: every cluster mapped; falloc: and reserved; full: and zeroed"},
+    {"compress", "bool", "off", "on, off", "compress every cluster (same as -c)"},
+    {"compression_type", "enum", "zlib", "zlib, zstd", "compression algorithm (zstd: compat=1.1)"},
+    {"compression_level", "number", "0", "0 .. 19", "0: the library's default"},
+    {"data_file", "string", NULL, NULL, "external data file holding the clusters"},
+    {"data_file_raw", "bool", "off", "on, off", "the data file is a valid raw image"},
+    {"backing_file", "string", NULL, NULL, "backing file name stored in the header (create)"},
+    {"backing_fmt", "string", NULL, NULL, "format of the backing file (create)"},
+    {NULL, NULL, NULL, NULL, NULL},
+};
 
 const struct vdk_format vdk_format_qcow2 = {
     .name = "qcow2",
@@ -437,4 +451,6 @@ const struct vdk_format vdk_format_qcow2 = {
     .finalize = qcow2_finalize,
     .wclose = qcow2_wclose,
     .ovf_formats = qcow2_ovf_formats,
+    .wopts = qcow2_wopts,
+    .resize = qcow2_resize,
 };

@@ -143,6 +143,9 @@ struct qcow2_wstate {
 	int data_fd;
 	uint64_t data_dev, data_ino;
 	char *data_ref; /* the name stored in the image */
+	int prealloc;      /* 0 off, 1 metadata, 2 falloc, 3 full */
+	char *backing;     /* backing_file (create only), NULL: none */
+	char *backing_fmt; /* backing_fmt header extension, NULL: none */
 };
 
 /* The source guest data lives in (the image file or the external one). */
@@ -176,5 +179,9 @@ int qcow2_clone(struct vdk_writer *w, uint64_t off, uint64_t len, int src_fd, ui
                 enum vdk_clone_mode mode, struct vdk_err *e);
 int qcow2_finalize(struct vdk_writer *w, struct vdk_err *e);
 void qcow2_wclose(struct vdk_writer *w);
+
+/* qcow2_resize.c: the format's resize callback. */
+int qcow2_resize(const char *path, uint64_t size, bool shrink, struct vdk_opts *opts,
+                 struct vdk_err *e);
 
 #endif

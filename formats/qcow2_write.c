@@ -36,7 +36,7 @@ static int qcow2w_err(struct vdk_writer *w, struct vdk_err *e, uint64_t off, con
 static int qcow2w_opt_layout(struct vdk_writer *w, struct qcow2_wstate *s, struct vdk_err *e)
 {
 	static const char *const compat[] = {"1.1", "0.10", "v3", "v2", NULL};
-	static const char *const prealloc[] = {"off", "metadata", NULL};
+	static const char *const prealloc[] = {"off", "metadata", "falloc", "full", NULL};
 	static const char *const ctype[] = {"zlib", "zstd", NULL};
 	int c = 0, p = 0, t = 0, r;
 	uint64_t cs = 0, lvl = 0;
@@ -53,7 +53,8 @@ static int qcow2w_opt_layout(struct vdk_writer *w, struct qcow2_wstate *s, struc
 	s->version = (c == 1 || c == 3) ? 2 : 3;
 	s->cluster_size = (uint32_t)cs;
 	s->cluster_bits = (uint32_t)__builtin_ctzll(cs);
-	s->fixed = p == 1;
+	s->fixed = p >= 1;
+	s->prealloc = p;
 	s->comp_type = (uint32_t)t;
 	if (s->version == 2 && t)
 		return qcow2w_err(w, e, VDK_NO_OFFSET, "compression_type=zstd needs compat=1.1");
@@ -191,12 +192,63 @@ static int qcow2w_layout(struct vdk_writer *w, struct qcow2_wstate *s, struct vd
 	return 0;
 }
 
+/* backing_file: only for a new empty image (vdkit create): a conversion
+ * writes every cluster of its source, and a hole over a backing file would
+ * show the parent's data instead of the source's zeroes. The name goes in
+ * the header cluster after the extensions (qcow2 spec, "Header"). */
+static int qcow2w_opt_backing(struct vdk_writer *w, struct qcow2_wstate *s, struct vdk_err *e)
+{
+	const char *b = vdk_opts_get(w->opts, "backing_file");
+	const char *f = vdk_opts_get(w->opts, "backing_fmt");
+	if (!b)
+		return f ? qcow2w_err(w, e, VDK_NO_OFFSET, "backing_fmt needs backing_file") : 0;
+	if (w->source)
+		return qcow2w_err(w, e, VDK_NO_OFFSET,
+		                  "backing_file applies to a new empty image (vdkit create -b)");
+	size_t nb = strlen(b), nf = f ? strlen(f) : 0;
+	/* qemu refuses names over 1023 bytes; both must fit the header cluster. */
+	if (!nb || nb > 1023 || nf > 64 ||
+	    QCOW2_HDR_MAX + 16 + vdk_round_up(nf, 8) + nb + 512 > s->cluster_size)
+		return qcow2w_err(w, e, VDK_NO_OFFSET, "backing file name too long (or empty)");
+	if (s->data_mode)
+		return qcow2w_err(w, e, VDK_NO_OFFSET, "backing_file with data_file");
+	s->backing = strdup(b);
+	s->backing_fmt = f ? strdup(f) : NULL;
+	if (!s->backing || (f && !s->backing_fmt))
+		return vdk_ioerr(e, ENOMEM, w->sink->name, "out of memory");
+	return 0;
+}
+
+/* preallocation=falloc reserves the data area of the metadata layout,
+ * full writes zeroes over it (qemu-img's meanings). */
+static int qcow2w_prealloc_data(struct vdk_writer *w, struct qcow2_wstate *s, struct vdk_err *e)
+{
+	uint64_t len = s->nclusters << s->cluster_bits;
+	if (s->prealloc < 2 || s->data_mode || !len || w->sink->fd < 0)
+		return 0;
+	if (fallocate(w->sink->fd, 0, (off_t)(w->sink->fd_off + s->base), (off_t)len) == 0)
+		return 0;
+	if (s->prealloc == 2)
+		return vdk_err_set(e, VDK_E_IO, errno, w->sink->name, FMT, s->base,
+		                   "preallocation=falloc failed: %s", strerror(errno));
+	static const uint8_t z[65536];
+	for (uint64_t o = 0; o < len;) {
+		size_t n = (size_t)VDK_MIN(len - o, (uint64_t)sizeof(z));
+		int r = vdk_sink_pwrite(w->sink, z, n, s->base + o, e);
+		if (r)
+			return r;
+		o += n;
+	}
+	return 0;
+}
+
 int qcow2_create(struct vdk_writer *w, struct vdk_err *e)
 {
 	struct qcow2_wstate *s = w->state;
 	int r;
 	s->data_fd = -1;
-	if ((r = qcow2w_opt_layout(w, s, e)) || (r = qcow2w_opt_data(w, s, e)))
+	if ((r = qcow2w_opt_layout(w, s, e)) || (r = qcow2w_opt_data(w, s, e)) ||
+	    (r = qcow2w_opt_backing(w, s, e)))
 		return r;
 	if (w->sink->flags & VDK_SINK_SEQUENTIAL)
 		return vdk_unsup(e, w->sink->name, FMT, VDK_NO_OFFSET,
@@ -221,7 +273,8 @@ int qcow2_create(struct vdk_writer *w, struct vdk_err *e)
 	 * preallocated data area reads as zero only on a zeroed sink. */
 	if (s->data_mode || (s->fixed && !(w->sink->flags & VDK_SINK_ZEROED)))
 		w->caps &= ~(unsigned)VDK_WCAP_ZEROED;
-	return qcow2w_layout(w, s, e);
+	r = qcow2w_layout(w, s, e);
+	return r ? r : qcow2w_prealloc_data(w, s, e);
 }
 
 /* ---- data-file mode: the data is already there, verify instead ---- */
@@ -616,6 +669,26 @@ static int qcow2w_write_refcounts(struct vdk_writer *w, uint64_t *rt_off, uint64
 	return r ? r : vdk_sink_truncate(w->sink, total * cs, e);
 }
 
+/* The backing_fmt extension at p, the end marker, then the name. */
+static size_t qcow2w_backing_name(const struct qcow2_wstate *s, uint8_t *h, size_t p)
+{
+	if (s->backing && s->backing_fmt && s->version >= 3) {
+		size_t n = strlen(s->backing_fmt);
+		vdk_put_be32(h + p, QCOW2_EXT_BACKING_FMT);
+		vdk_put_be32(h + p + 4, (uint32_t)n);
+		memcpy(h + p + 8, s->backing_fmt, n);
+		p += 8 + vdk_round_up(n, 8);
+	}
+	p += 8; /* end-of-extensions marker (zeroed) */
+	if (!s->backing)
+		return p;
+	size_t n = strlen(s->backing);
+	vdk_put_be64(h + 8, p);
+	vdk_put_be32(h + 16, (uint32_t)n);
+	memcpy(h + p, s->backing, n);
+	return p + n;
+}
+
 static size_t qcow2w_header(const struct vdk_writer *w, uint8_t *h, uint64_t rt_off,
                             uint32_t rt_clusters)
 {
@@ -629,7 +702,7 @@ static size_t qcow2w_header(const struct vdk_writer *w, uint8_t *h, uint64_t rt_
 	vdk_put_be64(h + 48, rt_off);
 	vdk_put_be32(h + 56, rt_clusters);
 	if (s->version == 2)
-		return QCOW2_HDR_V2_LEN;
+		return qcow2w_backing_name(s, h, QCOW2_HDR_V2_LEN);
 	uint64_t inc = (s->data_mode ? QCOW2_INCOMPAT_DATA_FILE : 0) |
 	               (s->comp_type ? QCOW2_INCOMPAT_COMPRESSION : 0);
 	vdk_put_be64(h + 72, inc);
@@ -645,7 +718,7 @@ static size_t qcow2w_header(const struct vdk_writer *w, uint8_t *h, uint64_t rt_
 		memcpy(h + p + 8, s->data_ref, n);
 		p += 8 + vdk_round_up(n, 8);
 	}
-	return p + 8; /* end-of-extensions marker */
+	return qcow2w_backing_name(s, h, p);
 }
 
 int qcow2_finalize(struct vdk_writer *w, struct vdk_err *e)
@@ -677,6 +750,8 @@ void qcow2_wclose(struct vdk_writer *w)
 	free(s->l1);
 	free(s->rc);
 	free(s->data_ref);
+	free(s->backing);
+	free(s->backing_fmt);
 	for (unsigned i = 0; i < s->ncctx; i++)
 		qcow2w_cctx_free(s->comp_type, s->cctx[i]);
 	if (s->lock_ok)

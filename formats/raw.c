@@ -3,7 +3,9 @@
  * qemu-img map calls them present zeroes too);
  * the writer keeps holes as holes and shares blocks at the same offsets. */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "format.h"
@@ -68,15 +70,46 @@ static int raw_pread(struct vdk_image *img, void *buf, size_t len, uint64_t off,
 
 /* Writer --------------------------------------------------------------- */
 
+struct raw_wstate {
+	bool full; /* preallocation=full: zeroes are written, never punched */
+};
+
+/* preallocation (qemu-img's): falloc reserves every block up front (and
+ * fails where the filesystem cannot, so a caller may fall back); full
+ * writes zeroes wherever the source has none to give. */
+static int raw_prealloc(struct vdk_writer *w, struct vdk_err *e)
+{
+	static const char *const modes[] = {"off", "falloc", "full", NULL};
+	int m = 0;
+	int r = vdk_opts_get_enum(w->opts, "preallocation", modes, 0, &m, e);
+	if (r || m == 0)
+		return r;
+	if (w->sink->fd < 0)
+		return vdk_err_set(e, VDK_E_USAGE, EINVAL, w->sink->name, "raw", VDK_NO_OFFSET,
+		                   "preallocation needs a file output, not a stream");
+	if (m == 2) {
+		((struct raw_wstate *)w->state)->full = true;
+		w->caps &= ~(unsigned)(VDK_WCAP_ZEROED | VDK_WCAP_CLONE);
+		return 0;
+	}
+	if (w->size && fallocate(w->sink->fd, 0, (off_t)w->sink->fd_off, (off_t)w->size) != 0)
+		return vdk_err_set(e, VDK_E_IO, errno, w->sink->name, "raw", VDK_NO_OFFSET,
+		                   "preallocation=falloc failed: %s", strerror(errno));
+	return 0;
+}
+
 static int raw_create(struct vdk_writer *w, struct vdk_err *e)
 {
-	(void)e;
 	w->caps = VDK_WCAP_SEQUENTIAL;
 	if (w->sink->flags & VDK_SINK_ZEROED)
 		w->caps |= VDK_WCAP_ZEROED;
 	if (w->sink->fd >= 0)
 		w->caps |= VDK_WCAP_CLONE;
-	return 0;
+	if (w->sink->limit && w->size > w->sink->limit)
+		return vdk_err_set(e, VDK_E_USAGE, ENOSPC, w->sink->name, "raw", VDK_NO_OFFSET,
+		                   "the output holds %llu bytes, the disk needs %llu",
+		                   (unsigned long long)w->sink->limit, (unsigned long long)w->size);
+	return raw_prealloc(w, e);
 }
 
 static int raw_write(struct vdk_writer *w, const void *buf, size_t len, uint64_t off,
@@ -87,7 +120,18 @@ static int raw_write(struct vdk_writer *w, const void *buf, size_t len, uint64_t
 
 static int raw_write_zeroes(struct vdk_writer *w, uint64_t off, uint64_t len, struct vdk_err *e)
 {
-	return vdk_sink_zero(w->sink, off, len, e);
+	static const uint8_t z[65536];
+	if (!((struct raw_wstate *)w->state)->full)
+		return vdk_sink_zero(w->sink, off, len, e);
+	while (len) {
+		size_t n = (size_t)VDK_MIN(len, (uint64_t)sizeof(z));
+		int r = vdk_sink_pwrite(w->sink, z, n, off, e);
+		if (r)
+			return r;
+		off += n;
+		len -= n;
+	}
+	return 0;
 }
 
 static int raw_clone(struct vdk_writer *w, uint64_t off, uint64_t len, int src_fd, uint64_t src_off,
@@ -101,6 +145,67 @@ static int raw_finalize(struct vdk_writer *w, struct vdk_err *e)
 	return vdk_sink_truncate(w->sink, w->size, e);
 }
 
+/* In place: ftruncate, and for preallocation=falloc|full reserve or zero
+ * the part that grew (qemu-img resize --preallocation). */
+static int raw_resize_prealloc(int fd, const char *path, uint64_t from, uint64_t to,
+                               struct vdk_opts *opts, struct vdk_err *e)
+{
+	static const char *const modes[] = {"off", "falloc", "full", NULL};
+	int m = 0;
+	int r = vdk_opts_get_enum(opts, "preallocation", modes, 0, &m, e);
+	if (r || m == 0 || to <= from)
+		return r;
+	if (fallocate(fd, 0, (off_t)from, (off_t)(to - from)) == 0)
+		return 0;
+	if (m == 1)
+		return vdk_err_set(e, VDK_E_IO, errno, path, "raw", from,
+		                   "preallocation=falloc failed: %s", strerror(errno));
+	static const uint8_t z[65536];
+	for (uint64_t off = from; off < to;) {
+		size_t n = (size_t)VDK_MIN(to - off, (uint64_t)sizeof(z));
+		if ((r = vdk_pwrite_full(fd, z, n, off)))
+			return vdk_err_set(e, VDK_E_IO, -r, path, "raw", off, "write failed: %s",
+			                   strerror(-r));
+		off += n;
+	}
+	return 0;
+}
+
+static int raw_resize(const char *path, uint64_t size, bool shrink, struct vdk_opts *opts,
+                      struct vdk_err *e)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		int err = errno;
+		if (fd >= 0)
+			close(fd);
+		return vdk_ioerr(e, err, path, "cannot open for resizing: %s", strerror(err));
+	}
+	int r = 0;
+	if (!S_ISREG(st.st_mode))
+		r = vdk_err_set(e, VDK_E_USAGE, EINVAL, path, "raw", VDK_NO_OFFSET,
+		                "only a regular file can be resized (a device has its own size)");
+	else if (size < (uint64_t)st.st_size && !shrink)
+		r = vdk_err_set(e, VDK_E_USAGE, EINVAL, path, "raw", VDK_NO_OFFSET,
+		                "the new size is smaller: give --shrink to cut the disk (data "
+		                "past the new end is lost)");
+	else if (ftruncate(fd, (off_t)size) != 0)
+		r = vdk_ioerr(e, errno, path, "setting the size failed: %s", strerror(errno));
+	if (!r)
+		r = raw_resize_prealloc(fd, path, (uint64_t)st.st_size, size, opts, e);
+	if (!r && fsync(fd) != 0)
+		r = vdk_ioerr(e, errno, path, "fsync failed: %s", strerror(errno));
+	close(fd);
+	return r;
+}
+
+static const struct vdk_opt_desc raw_wopts[] = {
+    {"preallocation", "enum", "off", "off, falloc, full",
+     "off: sparse; falloc: reserve every block (fallocate); full: write zeroes everywhere"},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 const struct vdk_format vdk_format_raw = {
     .name = "raw",
     .description = "raw disk image (holes kept sparse)",
@@ -108,10 +213,13 @@ const struct vdk_format vdk_format_raw = {
     .open = raw_open,
     .extents = raw_extents,
     .pread = raw_pread,
+    .wstate_size = sizeof(struct raw_wstate),
     .wcaps = VDK_WCAP_SEQUENTIAL | VDK_WCAP_ZEROED | VDK_WCAP_CLONE,
     .create = raw_create,
     .write = raw_write,
     .write_zeroes = raw_write_zeroes,
     .clone = raw_clone,
     .finalize = raw_finalize,
+    .wopts = raw_wopts,
+    .resize = raw_resize,
 };

@@ -634,6 +634,14 @@ static int vhd_check(struct vdk_image *img, struct vdk_check *r, bool repair, st
 	return 0;
 }
 
+static const struct vdk_opt_desc vhd_wopts[] = {
+    {"subformat", "enum", "dynamic", "dynamic, fixed",
+     "dynamic: sparse blocks; fixed: raw + footer"},
+    {"force_size", "bool", "off", "on, off", "keep the exact size (no CHS rounding)"},
+    {"azure", "bool", "off", "on, off", "Azure: fixed, force_size, whole MiB"},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 const struct vdk_format vdk_format_vhd = {
     .name = "vpc",
     .aliases = "vhd",
@@ -659,4 +667,5 @@ const struct vdk_format vdk_format_vhd = {
     .wclose = vhd_wclose,
     .in_place = vhd_in_place,
     .in_place_from = "raw",
+    .wopts = vhd_wopts,
 };

@@ -477,6 +477,13 @@ static void vhdx_close(struct vdk_image *img)
 
 /* Hyper-V exports name the disk format by a Microsoft URI ending in vhdx. */
 static const char *const vhdx_ovf_formats[] = {"vhdx", NULL};
+static const struct vdk_opt_desc vhdx_wopts[] = {
+    {"subformat", "enum", "dynamic", "dynamic, fixed", "fixed: every block allocated"},
+    {"block_size", "size", "32M", "1M .. 256M, a power of two", "payload block size"},
+    {"logical_sector_size", "size", "512", "512, 4096", "sector size the guest sees"},
+    {"log_size", "size", "1M", "1M .. 2G, whole MiB", "log region size"},
+    {NULL, NULL, NULL, NULL, NULL},
+};
 
 const struct vdk_format vdk_format_vhdx = {
     .name = "vhdx",
@@ -498,4 +505,5 @@ const struct vdk_format vdk_format_vhdx = {
     .finalize = vhdx_finalize,
     .wclose = vhdx_wclose,
     .ovf_formats = vhdx_ovf_formats,
+    .wopts = vhdx_wopts,
 };

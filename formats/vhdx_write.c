@@ -103,9 +103,10 @@ int vhdx_create(struct vdk_writer *w, struct vdk_err *e)
 		for (uint64_t b = 0; b < ws->data_blocks; b++)
 			ws->bat[vhdx_bat_index_w(ws, b)] =
 			    (ws->payload_off + b * ws->block_size) | VHDX_PB_FULLY_PRESENT;
-		/* the last block may end with the file (MS-VHDX allows it, qemu too):
-		 * a fixed disk is its virtual size plus metadata */
-		ws->next_free = ws->payload_off + vdk_round_up(w->size, VHDX_MiB);
+		/* Every BAT entry maps a whole block, the partial last one too, so
+		 * the file covers it (a hole past the virtual end): readers such
+		 * as 7-Zip call a shorter file truncated. qemu-img does the same. */
+		ws->next_free = ws->payload_off + ws->data_blocks * ws->block_size;
 		return vdk_sink_truncate(w->sink, ws->next_free, e);
 	}
 	return 0;
@@ -121,12 +122,13 @@ static int vhdx_alloc(struct vdk_writer *w, uint64_t b, uint64_t *foff, struct v
 		return 0;
 	}
 	*foff = ws->next_free;
-	/* the last block holds only what is left of the disk (1 MiB rounded) */
-	ws->next_free +=
-	    VDK_MIN((uint64_t)ws->block_size, vdk_round_up(w->size - b * ws->block_size, VHDX_MiB));
+	/* A whole block even for the partial last one: its BAT entry maps a
+	 * whole block (the part past the virtual end stays a hole). */
+	ws->next_free += ws->block_size;
 	*ent = *foff | VHDX_PB_FULLY_PRESENT;
+	uint64_t used = VDK_MIN((uint64_t)ws->block_size, w->size - b * ws->block_size);
 	if (!(w->sink->flags & VDK_SINK_ZEROED))
-		return vdk_sink_zero(w->sink, *foff, ws->next_free - *foff, e);
+		return vdk_sink_zero(w->sink, *foff, vdk_round_up(used, VHDX_MiB), e);
 	return 0;
 }
 

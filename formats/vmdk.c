@@ -597,6 +597,18 @@ static void vmdk_close(struct vdk_image *img)
 /* VMware writes vmdk.html#streamOptimized (or #sparse, #monolithicSparse);
  * any URI that names VMDK is a VMDK. */
 static const char *const vmdk_ovf_formats[] = {"vmdk", NULL};
+static const struct vdk_opt_desc vmdk_wopts[] = {
+    {"subformat", "enum", "monolithicSparse",
+     "monolithicSparse, monolithicFlat, twoGbMaxExtentSparse, twoGbMaxExtentFlat, "
+     "streamOptimized, vmfs",
+     "extent layout"},
+    {"adapter_type", "enum", "ide", "ide, buslogic, lsilogic, legacyESX, pvscsi",
+     "virtual controller recorded in the descriptor"},
+    {"hwversion", "number", "4", NULL, "ddb.virtualHWVersion"},
+    {"toolsversion", "number", "2147483647", NULL, "ddb.toolsVersion"},
+    {"zeroed_grain", "bool", "off", "on, off", "sparse: mark zero grains in the grain table"},
+    {NULL, NULL, NULL, NULL, NULL},
+};
 
 const struct vdk_format vdk_format_vmdk = {
     .name = "vmdk",
@@ -621,4 +633,5 @@ const struct vdk_format vdk_format_vmdk = {
     .wclose = vmdk_wclose,
     .ovf_formats = vmdk_ovf_formats,
     .ovf_format_uri = "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized",
+    .wopts = vmdk_wopts,
 };

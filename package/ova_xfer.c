@@ -233,7 +233,9 @@ static int xf_unpack_disk(struct xf_unpack *u, const struct ova_disk *d, struct 
 	const struct ova_file *f = &u->p->desc.files[d->file];
 	char out_path[PATH_MAX];
 	struct vdk_src *vs;
-	int r = xf_out_path(u, f->href, u->ofmt->name, out_path, sizeof(out_path), e);
+	/* The format is "vpc" (qemu-img's name); its files are .vhd. */
+	const char *ext = strcmp(u->ofmt->name, "vpc") ? u->ofmt->name : "vhd";
+	int r = xf_out_path(u, f->href, ext, out_path, sizeof(out_path), e);
 	if (r == 0)
 		r = ova_vsrc_open(u->p, f, !u->o->no_verify, &vs, e);
 	if (r < 0)

@@ -16,6 +16,14 @@
 
 const char *cli_prog = "vdkit";
 volatile int cli_cancel;
+/* SIGUSR1: print the progress once (qemu-img's habit). */
+static volatile sig_atomic_t cli_usr1;
+
+static void cli_on_usr1(int sig)
+{
+	(void)sig;
+	cli_usr1 = 1;
+}
 
 int cli_fail(const struct vdk_err *e)
 {
@@ -53,6 +61,9 @@ void cli_install_signals(void)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	sa.sa_handler = cli_on_usr1;
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGUSR1, &sa, NULL);
 	/* A reader of --progress=json that goes away (`| head -1`) must not
 	 * kill the conversion: writes to it fail with EPIPE and are dropped;
 	 * a closed stdout output fails as an I/O error, with cleanup. */
@@ -95,22 +106,31 @@ const char *cli_human(uint64_t bytes, char *buf, size_t len)
 struct cli_progress {
 	bool json, bar;
 	int last_pct;
+	int last_bp; /* hundredths of a percent last printed by the bar */
+	FILE *out;   /* the bar: stdout, as qemu-img (stderr when DST is -) */
 	struct timespec start;
 };
 
+/* qemu-img -p's form, which scrapers parse (KubeVirt CDI's regex
+ * "\((\d?\d\.\d\d)\/100%\)"), in 0.01% steps, on stdout even when it
+ * is not a terminal. */
 static void cli_progress_cb(void *ctx, const struct vdk_progress *p)
 {
 	struct cli_progress *cp = ctx;
-	int pct = p->total ? (int)(p->done * 100 / p->total) : 100;
-	if (pct == cp->last_pct)
+	int bp = p->total ? (int)((double)p->done * 10000.0 / (double)p->total) : 10000;
+	int pct = bp / 100;
+	bool once = cli_usr1;
+	if ((cp->bar && bp != cp->last_bp) || once) {
+		cli_usr1 = 0;
+		cp->last_bp = bp;
+		fprintf(cp->out, "    (%d.%02d/100%%)\r", bp / 100, bp % 100);
+		fflush(cp->out);
+	}
+	if (!cp->json || pct == cp->last_pct)
 		return;
 	cp->last_pct = pct;
-	if (cp->json)
-		fprintf(stderr,
-		        "{\"done\": %" PRIu64 ", \"total\": %" PRIu64 ", \"percent\": %d}\n",
-		        p->done, p->total, pct);
-	if (cp->bar)
-		fprintf(stderr, "\r    (%d.00/100%%)", pct);
+	fprintf(stderr, "{\"done\": %" PRIu64 ", \"total\": %" PRIu64 ", \"percent\": %d}\n",
+	        p->done, p->total, pct);
 	fflush(stderr);
 }
 
@@ -160,8 +180,11 @@ void cli_job_free(struct cli_job *j)
  * sequence itself is the library's job (job.h). */
 int cli_job_run(struct cli_job *j, struct vdk_convert_stats *st, struct vdk_err *e)
 {
-	struct cli_progress cp = {
-	    .json = j->progress_json, .bar = j->progress && isatty(2), .last_pct = -1};
+	struct cli_progress cp = {.json = j->progress_json,
+	                          .bar = j->progress,
+	                          .last_pct = -1,
+	                          .last_bp = -1,
+	                          .out = strcmp(j->dst, "-") ? stdout : stderr};
 	struct vdk_job job;
 	vdk_job_init(&job);
 	job.src = j->src;
@@ -173,13 +196,14 @@ int cli_job_run(struct cli_job *j, struct vdk_convert_stats *st, struct vdk_err 
 	job.conv = j->conv;
 	job.conv.cancel = &cli_cancel;
 	job.verify = j->verify;
-	if (cp.json || cp.bar) {
-		job.conv.progress = cli_progress_cb;
-		job.conv.progress_ctx = &cp;
-	}
+	job.target = &j->target;
+	job.conv.progress = cli_progress_cb; /* always: SIGUSR1 asks for it too */
+	job.conv.progress_ctx = &cp;
 	int r = vdk_job_run(&job, e);
-	if (cp.bar)
-		fprintf(stderr, "\n");
+	if (cp.bar) {
+		fprintf(cp.out, "\n");
+		fflush(cp.out);
+	}
 	*st = job.st;
 	return r;
 }

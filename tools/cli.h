@@ -34,9 +34,11 @@ struct cli_job {
 	struct vdk_open_opts open;
 	struct vdk_convert_opts conv;
 	bool verify;
-	bool in_place;      /* --in-place: rewrite the source itself */
-	bool progress;      /* -p: a bar on stderr */
-	bool progress_json; /* --progress=json: JSON lines on stderr */
+	bool in_place;                 /* --in-place: rewrite the source itself */
+	bool progress;                 /* -p: a bar on stderr */
+	bool progress_json;            /* --progress=json: JSON lines on stderr */
+	struct vdk_target_opts target; /* -n, --target-is-zero, -t */
+	bool full;                     /* -S 0: fully allocated output */
 };
 void cli_job_init(struct cli_job *j);
 /* Options every converting command shares: -p, -q, --clone, --verify,
@@ -62,7 +64,28 @@ int cmd_convert(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_map(int argc, char **argv);
 int cmd_check(int argc, char **argv);
-int cmd_ova(int argc, char **argv); /* tools/cmd_ova.c (OVA module) */
+int cmd_ova(int argc, char **argv);     /* tools/cmd_ova.c (OVA module) */
+int cmd_create(int argc, char **argv);  /* tools/cmd_create.c */
+int cmd_resize(int argc, char **argv);  /* tools/cmd_resize.c */
+int cmd_measure(int argc, char **argv); /* tools/cmd_measure.c */
+
+/* tools/cli_hint.c: for a file that probes as raw but is an OVA package or
+ * a footer-only (fixed) VHD, the hint to print; NULL otherwise. */
+const char *cli_raw_hint(const char *path);
+
+/* tools/help.c: one table of verbs, synopses and options. */
+int cli_help_verb(const char *verb, FILE *f); /* CLI_OK, or CLI_USAGE if unknown */
+void cli_help_all(FILE *f);
+void cli_version(FILE *f); /* "PROG version X.Y.Z" */
+/* True when argv holds --help or -h (before any "--"). */
+bool cli_wants_help(int argc, char **argv);
+/* Print a format's -o options (for "-o help"). */
+void cli_help_format_opts(const struct vdk_format *fmt, FILE *f);
+/* "unknown output format 'x' (valid: raw, vmdk, ...)": CLI_USAGE. writable:
+ * list only formats with a writer. */
+int cli_bad_format(const char *what, const char *name, bool writable);
+/* The format, or NULL after printing cli_bad_format's message. */
+const struct vdk_format *cli_find_format(const char *what, const char *name, bool writable);
 
 #endif
 

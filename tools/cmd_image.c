@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -12,6 +13,7 @@ struct image_args {
 	const char *fmt;
 	bool json;
 	bool repair;
+	bool chain; /* info --backing-chain */
 	struct vdk_open_opts open;
 	const char *path;
 };
@@ -22,16 +24,20 @@ static int image_args(int argc, char **argv, bool allow_repair, struct image_arg
 	static const struct option lo[] = {
 	    {"format", required_argument, NULL, 'f'},
 	    {"output", required_argument, NULL, CLI_OPT_OUTPUT},
+	    {"backing-chain", no_argument, NULL, 'B'},
+	    {"force-share", no_argument, NULL, 'U'},
 	    CLI_OPEN_LONGOPTS,
 	    {NULL, 0, NULL, 0},
 	};
 	memset(a, 0, sizeof(*a));
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, allow_repair ? "f:r" : "f:", lo, NULL)) != -1) {
-		if (cli_open_opt(c, optarg, &a->open))
+	while ((c = getopt_long(argc, argv, allow_repair ? "f:rU" : "f:U", lo, NULL)) != -1) {
+		if (cli_open_opt(c, optarg, &a->open) || c == 'U') /* -U: vdkit takes no locks */
 			continue;
-		if (c == 'f')
+		if (c == 'B' && !strcmp(argv[0], "info"))
+			a->chain = true;
+		else if (c == 'f')
 			a->fmt = optarg;
 		else if (c == 'r')
 			a->repair = true;
@@ -90,14 +96,62 @@ static void info_human(const struct vdk_json *j)
 	free(text);
 }
 
+/* --backing-chain: one info object per image of the chain, top first
+ * (JSON: an array, as qemu-img). */
+static int info_chain(const struct image_args *a, struct vdk_image *img, struct vdk_err *e)
+{
+	if (a->json)
+		printf("[");
+	for (struct vdk_image *i = img; i; i = i->backing) {
+		struct vdk_json *j = vdk_image_info(i, i == img ? a->path : i->src->name, e);
+		if (!j) {
+			if (a->json)
+				printf("]\n");
+			return cli_fail(e);
+		}
+		if (a->json) {
+			char *s = vdk_json_render(j, true);
+			printf("%s\n%s", i == img ? "" : ",", s ? s : "{}");
+			free(s);
+		} else {
+			printf("%s", i == img ? "" : "\n");
+			info_human(j);
+		}
+		vdk_json_free(j);
+	}
+	if (a->json)
+		printf("\n]\n");
+	return CLI_OK;
+}
+
 int cmd_info(int argc, char **argv)
 {
 	struct image_args a;
 	struct vdk_err e = {0};
 	struct vdk_image *img;
-	int r = image_open(argc, argv, false, &a, &img, &e);
+	int r = image_args(argc, argv, false, &a);
 	if (r)
 		return r;
+	/* An overlay whose backing file has not arrived yet still answers
+	 * (qemu-img's info reads the header only; CDI inspects overlays
+	 * before their parents): opened again without its backing file. A
+	 * parent refused (outside the folder, a loop) stays an error. */
+	r = vdk_image_open_path(a.path, a.fmt, &a.open, &img, &e);
+	if (r && e.code == ENOENT && !a.chain && access(a.path, F_OK) == 0) {
+		struct vdk_err e2 = {0};
+		a.open.no_backing = true;
+		r = vdk_image_open_path(a.path, a.fmt, &a.open, &img, &e2);
+	}
+	if (r)
+		return cli_fail(&e);
+	const char *hint = a.fmt ? NULL : cli_raw_hint(a.path);
+	if (hint)
+		fprintf(stderr, "%s: note: %s\n", cli_prog, hint);
+	if (a.chain) {
+		r = info_chain(&a, img, &e);
+		vdk_image_close(img);
+		return r;
+	}
 	struct vdk_json *j = vdk_image_info(img, a.path, &e);
 	vdk_image_close(img);
 	if (!j)

@@ -5,21 +5,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli.h"
 
-enum { V2V_FIXED = 0x200, V2V_BLOCK, V2V_LSS, V2V_HELP, V2V_SRCFMT };
+enum { V2V_FIXED = 0x200, V2V_BLOCK, V2V_LSS, V2V_HELP, V2V_SRCFMT, V2V_VERSION };
 
 static void v2v_help(FILE *f)
 {
-	fprintf(f,
-	        "usage: vmdk2vhdx [-p] [-q] [--fixed] [--block-size N] [--logical-sector-size "
-	        "512|4096]\n"
-	        "                 [--clone=auto|always|never] [--verify] [--allow-dir DIR]\n"
-	        "                 SRC.vmdk DST.vhdx\n"
-	        "Convert a VMDK (flat, vmfs, sparse, streamOptimized, snapshot chain) to a VHDX.\n"
-	        "Payload is cloned where the filesystem shares blocks (XFS, Btrfs, NFS 4.2),\n"
-	        "copied otherwise; the source is never modified.\n");
+	cli_help_verb("vmdk2vhdx", f);
 }
 
 static int v2v_opt(struct cli_job *j, int c, const char *arg, bool *quiet)
@@ -38,6 +32,9 @@ static int v2v_opt(struct cli_job *j, int c, const char *arg, bool *quiet)
 	case 'h':
 	case V2V_HELP:
 		v2v_help(stdout);
+		exit(0);
+	case V2V_VERSION:
+		cli_version(stdout);
 		exit(0);
 	}
 	int r = cli_job_opt(j, c, arg, quiet);
@@ -68,6 +65,7 @@ int main(int argc, char **argv)
 	    {"verify", no_argument, NULL, CLI_OPT_VERIFY},
 	    {"progress", required_argument, NULL, CLI_OPT_PROGRESS},
 	    {"help", no_argument, NULL, V2V_HELP},
+	    {"version", no_argument, NULL, V2V_VERSION},
 	    CLI_OPEN_LONGOPTS,
 	    {NULL, 0, NULL, 0},
 	};
@@ -90,6 +88,12 @@ int main(int argc, char **argv)
 	}
 	j.src = argv[optind];
 	j.dst = argv[optind + 1];
+	size_t n = strlen(j.dst);
+	if (strcmp(j.dst, "-") && (n < 5 || strcasecmp(j.dst + n - 5, ".vhdx")))
+		fprintf(stderr,
+		        "%s: warning: %s does not end in .vhdx; Hyper-V only attaches "
+		        ".vhdx files\n",
+		        cli_prog, j.dst);
 	if (!vdk_format_find(j.src_fmt)) {
 		cli_job_free(&j);
 		return cli_usage("the %s format is not available in this build", j.src_fmt);
