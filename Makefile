@@ -33,7 +33,7 @@ REPLAY_BIN := $(FUZZ_SRC:fuzz/fuzz_%.c=fuzz/bin/replay_%)
 FUZZ_BIN := $(FUZZ_SRC:fuzz/fuzz_%.c=fuzz/bin/fuzz_%)
 ASAN_OBJ := $(LIB_SRC:%.c=obj-asan/%.o)
 FUZZ_OBJ := $(LIB_SRC:%.c=obj-fuzz/%.o)
-PROGS := bin/vdkit bin/vdk-gen bin/vdk-rawsha $(if $(wildcard tools/vmdk2vhdx.c),bin/vmdk2vhdx)
+PROGS := bin/vdkit bin/vdk-gen bin/vdk-gen-delta bin/vdk-rawsha $(if $(wildcard tools/vmdk2vhdx.c),bin/vmdk2vhdx)
 
 .PHONY: all deps test-deps check demo fuzz bench install clean format
 all: $(PROGS)
@@ -64,6 +64,9 @@ bin/vdk-rawsha: obj/tests/rawsha.o bin/libvdkit.a | bin
 	@echo "  LD      $@"
 	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
 bin/vdk-gen: obj/tests/gen.o | bin
+	@echo "  LD      $@"
+	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
+bin/vdk-gen-delta: obj/tests/gen_delta.o | bin
 	@echo "  LD      $@"
 	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
 bin/tests/%: obj/tests/%.o bin/libvdkit.a | bin/tests
