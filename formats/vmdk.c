@@ -629,6 +629,14 @@ static int vmdk_check(struct vdk_image *img, struct vdk_check *r, bool repair, s
 		                 "repair is not supported (the source is never modified)");
 	for (size_t i = 0; i < st->n_ext; i++) {
 		const struct vmdk_ext *x = &st->ext[i];
+		uint64_t dup = 0;
+		if (x->kind == VMDK_EK_SESPARSE) {
+			if (vmdk_se_check(&x->se, &dup) < 0)
+				return vmdk_oom(img, e);
+			r->corruptions += dup;
+			vmdk_finding(r, x->file ? x->file : img->src->name,
+			             "grains referenced twice", dup);
+		}
 		if (x->flat || x->zero || x->kind == VMDK_EK_SESPARSE)
 			continue;
 		if (vmdk_check_sparse(x, x->file ? x->file : img->src->name, r) < 0)

@@ -193,6 +193,8 @@ void vmdk_se_free(struct vmdk_sesparse *se);
 /* Entry for extent-relative byte off, and how many bytes from off (at most
  * n) share its kind and, for data, continue it in the file. */
 uint64_t vmdk_se_run(const struct vmdk_sesparse *se, uint64_t off, uint64_t n, uint64_t *entry);
+/* Grains that two table entries share (check). 0 or -ENOMEM. */
+int vmdk_se_check(const struct vmdk_sesparse *se, uint64_t *dup);
 
 /* ---- the reader's state --------------------------------------------- */
 

@@ -367,3 +367,30 @@ uint64_t vmdk_se_run(const struct vmdk_sesparse *se, uint64_t off, uint64_t n, u
 	}
 	return VDK_MIN(got, n);
 }
+
+static int vmdk_se_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int vmdk_se_check(const struct vmdk_sesparse *se, uint64_t *dup)
+{
+	uint64_t n = 0, cap = 0;
+	*dup = 0;
+	for (uint64_t i = 0; i < se->gd_n; i++)
+		cap += se->gt[i] ? VMDK_SE_GTES : 0;
+	/* As many entries as the tables loaded at open: bounded by the file. */
+	uint64_t *all = malloc((cap ? cap : 1) * sizeof(*all));
+	if (!all)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < se->gd_n; i++)
+		for (unsigned j = 0; se->gt[i] && j < VMDK_SE_GTES; j++)
+			if (se->gt[i][j] > VMDK_SE_E_ZERO)
+				all[n++] = se->gt[i][j];
+	qsort(all, n, sizeof(*all), vmdk_se_cmp);
+	for (uint64_t i = 1; i < n; i++)
+		*dup += all[i] == all[i - 1];
+	free(all);
+	return 0;
+}
