@@ -129,9 +129,11 @@ static int vmdk_se_check_const(struct vmdk_se_ctx *c, const uint8_t *h)
 	return 0;
 }
 
-/* Regions in bytes; the ones read (volatile header, GD, GTs) must lie in
- * the file. The grains region may run past the end (the file grows as
- * grains are allocated); every allocated grain is checked on its own. */
+/* Regions in bytes. Only the volatile header must lie in the file here:
+ * of the directory and the tables, what is read is checked when it is
+ * (ESXi sizes the directory for the largest disk, and may reserve tables
+ * past the end), and the grains region grows with the file, so every
+ * allocated grain is checked on its own. */
 static int vmdk_se_regions(struct vmdk_se_ctx *c, const uint8_t *h)
 {
 	for (unsigned i = 0; i < VMDK_SE_R_N; i++) {
@@ -145,7 +147,10 @@ static int vmdk_se_regions(struct vmdk_se_ctx *c, const uint8_t *h)
 		c->r[i].off = o * VMDK_SECTOR;
 		c->r[i].len = n * VMDK_SECTOR;
 		bool must = i == VMDK_SE_R_VOLATILE || i == VMDK_SE_R_GD || i == VMDK_SE_R_GT;
-		if (must && (!n || !vdk_range_ok(c->r[i].off, c->r[i].len, c->src->size)))
+		bool read_now = i == VMDK_SE_R_VOLATILE;
+		if (must && !n)
+			return vmdk_se_bad(c, at + 8, "%s is empty", vmdk_se_region_names[i]);
+		if (read_now && !vdk_range_ok(c->r[i].off, c->r[i].len, c->src->size))
 			return vmdk_se_bad(c, at,
 			                   "%s (sector %" PRIu64 ", %" PRIu64
 			                   " sectors) is not inside the file (%" PRIu64 " bytes)",
@@ -249,12 +254,18 @@ static int vmdk_se_load_gt(struct vmdk_se_ctx *c, uint64_t gde, uint64_t i)
 		                   "grain table %" PRIu64 " is past the grain tables region "
 		                   "(%" PRIu64 " tables)",
 		                   t, c->gt_max);
-	if (++c->gt_loaded > c->gt_max)
+	uint64_t at = c->r[VMDK_SE_R_GT].off + t * VMDK_SE_GT_BYTES;
+	if (!vdk_range_ok(at, VMDK_SE_GT_BYTES, c->src->size))
+		return vmdk_se_bad(c, gde_at,
+		                   "grain table %" PRIu64 " at byte %" PRIu64
+		                   " lies past the end of the file (%" PRIu64 " bytes)",
+		                   t, at, c->src->size);
+	/* Each table at most once: what is loaded never exceeds the file. */
+	if (++c->gt_loaded > VDK_MIN(c->gt_max, c->src->size / VMDK_SE_GT_BYTES))
 		return vmdk_se_bad(c, gde_at,
 		                   "more grain directory entries than grain tables (%" PRIu64
 		                   "): tables are shared",
 		                   c->gt_max);
-	uint64_t at = c->r[VMDK_SE_R_GT].off + t * VMDK_SE_GT_BYTES;
 	int r = vdk_src_pread(c->src, c->buf, VMDK_SE_GT_BYTES, at, c->e);
 	if (r < 0)
 		return r;
@@ -279,8 +290,13 @@ static int vmdk_se_tables(struct vmdk_se_ctx *c)
 		                   "grain directory has %" PRIu64 " entries, the capacity needs "
 		                   "%" PRIu64,
 		                   gd->len / 8, se->gd_n);
+	if (!vdk_range_ok(gd->off, se->gd_n * 8, c->src->size))
+		return vmdk_se_bad(c, VMDK_SE_H_REGIONS + 16 * VMDK_SE_R_GD,
+		                   "the %" PRIu64 " grain directory entries the capacity needs run "
+		                   "past the end of the file (%" PRIu64 " bytes)",
+		                   se->gd_n, c->src->size);
 	c->gt_max = c->r[VMDK_SE_R_GT].len / VMDK_SE_GT_BYTES;
-	/* gd_n * 8 <= the directory's size <= the file's: bounded. */
+	/* gd_n * 8 bytes lie in the file: bounded. */
 	uint8_t *raw = malloc(se->gd_n ? se->gd_n * 8 : 1);
 	se->gt = calloc(se->gd_n ? se->gd_n : 1, sizeof(*se->gt));
 	c->buf = malloc(VMDK_SE_GT_BYTES);

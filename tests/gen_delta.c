@@ -204,7 +204,7 @@ static void gd_se_hostile(struct gd_se *s, const char *h, uint64_t file_sec)
 	if (!h)
 		return;
 	if (!strcmp(h, "gt-past-eof"))
-		s->reg[R_GT][1] = file_sec * 4;
+		s->reg[R_GT][0] = file_sec + 64; /* the tables' region past the end */
 	else if (!strcmp(h, "gt-index"))
 		for (uint64_t t = 0; t < s->n_gt; t++)
 			s->gd[t] = s->gd[t] ? 0x1000000000000000ull | 0x7ffffff : 0;

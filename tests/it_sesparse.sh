@@ -94,7 +94,7 @@ hostile() { # hostile KIND PATTERN
 		fail "hostile $1: exit $rc: $out"
 	fi
 }
-hostile gt-past-eof "grain tables"
+hostile gt-past-eof "past the end of the file"
 hostile gt-index "past the grain tables region"
 hostile capacity-huge "larger than the largest disk"
 hostile capacity-big "the capacity needs"

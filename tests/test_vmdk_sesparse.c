@@ -148,7 +148,7 @@ static void test_hostile(void)
 	    {"capacity 2^60 sectors", 16, 1ull << 60, "larger than the largest disk"},
 	    {"capacity larger than the directory covers", 16, 1ull << 22, "the capacity needs"},
 	    {"volatile header past the end", 80, 1ull << 30, "volatile header"},
-	    {"no grain tables", 152, 0, "grain tables"},
+	    {"no grain tables", 152, 0, "grain tables is empty"},
 	    {"grain directory over the header", 128, 0, "constant header"},
 	    {"grains over the grain tables", 192, SE_GT + 8, "overlaps the grain tables"},
 	    {"volatile magic", 512, 0xcafebabeull, "volatile header magic"},
@@ -172,6 +172,19 @@ static void test_hostile(void)
 		CHECK(!img && e.cls == VDK_E_INPUT && strstr(e.msg, t->msg) &&
 		          strstr(e.msg, "at offset"),
 		      "refused: %s (%s)", t->what, e.msg);
+		vdk_image_close(img);
+	}
+	/* Tables may be reserved past the end of the file; using one is not. */
+	if (b && c) {
+		memcpy(c, b, len);
+		vdk_put_le64(c + 152, 64 * 1000);
+		vdk_put_le64(c + 192, SE_GT + 64 * 1000);
+		vdk_put_le64(c + SE_GD * 512, 0x1000000000000000ull | 999);
+		struct vdk_err e;
+		struct vdk_image *img = se_open(c, len, &e);
+		CHECK(!img && strstr(e.msg, "grain table 999 at byte") &&
+		          strstr(e.msg, "at offset 4096"),
+		      "refused: a grain table past the end of the file (%s)", e.msg);
 		vdk_image_close(img);
 	}
 	/* Truncated: the last allocated grain lies past the end. */
