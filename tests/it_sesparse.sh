@@ -62,6 +62,12 @@ qemu-img create -q -f vmdk -b base.vmdk -F vmdk "$T/c/snap.vmdk" 2>/dev/null &&
 "$GEN" -p snap.vmdk -s 6 "$T/c/s.vmdk" $SECT
 same "seSparse over a qemu-img sparse snapshot over monolithicSparse (depth 2)" "$T/c/s.vmdk"
 
+# --- the depth-3 chain flattened to qcow2, verified -----------------------------
+"$VDKIT" convert --verify -O qcow2 "$T/b/c3.vmdk" "$T/flat.qcow2" >/dev/null 2>&1 &&
+	qemu-img compare -q "$T/b/c3.vmdk" "$T/flat.qcow2" &&
+	pass "depth-3 chain -> qcow2 (--verify): qemu-img compare identical" || fail "chain -> qcow2"
+rm -f "$T/flat.qcow2"
+
 # --- every grain kind, explicit; no parent; and the extent file alone ---------
 "$GEN" -g "DZU.DD..ZZUUD" "$T/d/k.vmdk" 64
 same "explicit pattern D Z U . (no parent)" "$T/d/k.vmdk"
