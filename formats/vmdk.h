@@ -1,7 +1,7 @@
 /* VMDK module internals: the descriptor (vmdk_desc.c), hosted sparse and
- * COWD extents (vmdk_sparse.c), seSparse extents (vmdk_sesparse.c), the reader (vmdk.c) and the
- * writers (vmdk_write.c, vmdk_stream.c). Facts from VMware's "Virtual Disk Format 5.0" and qemu's
- * block/vmdk.c behaviour. */
+ * COWD extents (vmdk_sparse.c), seSparse (vmdk_sesparse.c), the reader
+ * (vmdk.c) and the writers (vmdk_write.c, vmdk_stream.c). Facts from
+ * VMware's "Virtual Disk Format 5.0" and qemu's block/vmdk.c behaviour. */
 #ifndef VDK_VMDK_H
 #define VDK_VMDK_H
 
