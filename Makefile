@@ -40,7 +40,7 @@ REPLAY_BIN := $(FUZZ_SRC:fuzz/fuzz_%.c=fuzz/bin/replay_%)
 FUZZ_BIN := $(FUZZ_SRC:fuzz/fuzz_%.c=fuzz/bin/fuzz_%)
 ASAN_OBJ := $(LIB_SRC:%.c=obj-asan/%.o)
 FUZZ_OBJ := $(LIB_SRC:%.c=obj-fuzz/%.o)
-PROGS := bin/vdkit bin/vdk-gen bin/vdk-rawsha $(if $(wildcard tools/vmdk2vhdx.c),bin/vmdk2vhdx)
+PROGS := bin/vdkit bin/vdk-gen bin/vdk-gen-delta bin/vdk-rawsha $(if $(wildcard tools/vmdk2vhdx.c),bin/vmdk2vhdx)
 # The nbdkit plugin, built only where nbdkit-plugin.h is installed.
 # `nbdkit vdkit` finds it by name only in nbdkit's own folder:
 #   make install NBDKIT_PLUGINDIR=$(pkg-config --variable=plugindir nbdkit)
@@ -84,6 +84,9 @@ obj/plugin/vdkit.o: ALL_CFLAGS += $(shell pkg-config --cflags nbdkit) -DVDKIT_VE
 bin/nbdkit-vdkit-plugin.so: obj/plugin/vdkit.o bin/libvdkit.a | bin
 	@echo "  LD      $@"
 	@$(CC) $(ALL_CFLAGS) -shared -Wl,--exclude-libs,ALL -o $@ $^ $(LIBS)
+bin/vdk-gen-delta: obj/tests/gen_delta.o | bin
+	@echo "  LD      $@"
+	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
 bin/tests/%: obj/tests/%.o bin/libvdkit.a | bin/tests
 	@echo "  LD      $@"
 	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)

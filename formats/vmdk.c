@@ -21,6 +21,8 @@ static int vmdk_probe(const uint8_t *buf, size_t len, uint64_t size)
 	(void)size;
 	if (len >= 4 && (vdk_le32(buf) == VMDK_MAGIC_KDMV || vdk_le32(buf) == VMDK_MAGIC_COWD))
 		return 100;
+	if (vmdk_se_magic(buf, len))
+		return 100;
 	/* A text descriptor: "# Disk DescriptorFile" or a version line before
 	 * anything else, as qemu accepts it. */
 	static const char head[] = "# Disk DescriptorFile";
@@ -72,6 +74,7 @@ static int vmdk_check_create_type(struct vdk_image *img, const char *ct, struct 
 	                                    "vmfs",
 	                                    "vmfsThin",
 	                                    "vmfsSparse",
+	                                    "seSparse",
 	                                    "vmfsPreallocated",
 	                                    "vmfsEagerZeroedThick",
 	                                    "vmfsThick",
@@ -84,10 +87,6 @@ static int vmdk_check_create_type(struct vdk_image *img, const char *ct, struct 
 			                 "createType \"%s\" maps a raw device: its data is on a "
 			                 "device, not in a file, so it cannot be read or converted",
 			                 ct);
-	if (!strcasecmp(ct, "seSparse"))
-		return vdk_unsup(e, img->src->name, "vmdk", VDK_NO_OFFSET,
-		                 "createType \"seSparse\" (ESXi space-efficient sparse) is not "
-		                 "supported");
 	for (size_t i = 0; i < VDK_ARRAY_SIZE(known); i++)
 		if (!strcasecmp(ct, known[i]))
 			return 0;
@@ -107,9 +106,6 @@ static int vmdk_refuse_extent(struct vdk_image *img, const struct vmdk_desc_exte
 		                 "descriptor line %u: %s extent maps a raw device: its data is on "
 		                 "a device, not in a file",
 		                 d->line, vmdk_ext_kind_name(d->kind));
-	if (d->kind == VMDK_EK_SESPARSE)
-		return vdk_unsup(e, f, "vmdk", VDK_NO_OFFSET,
-		                 "descriptor line %u: SESPARSE extents are not supported", d->line);
 	return 0;
 }
 
@@ -136,6 +132,8 @@ static int vmdk_open_one(struct vdk_image *img, const struct vmdk_desc_extent *d
 		x->flat_off = d->offset * VMDK_SECTOR;
 		return 0;
 	}
+	if (d->kind == VMDK_EK_SESPARSE)
+		return vmdk_se_open(x->src, &x->se, e);
 	return vmdk_sparse_open(x->src, &x->sp, e);
 }
 
@@ -231,6 +229,23 @@ static int vmdk_open_sparse_image(struct vdk_image *img, struct vdk_err *e)
 	return 0;
 }
 
+/* A seSparse extent opened on its own (qemu needs the descriptor): one
+ * extent, no CIDs, no parent, so unallocated grains read as zeroes. */
+static int vmdk_open_se_image(struct vdk_image *img, struct vdk_err *e)
+{
+	struct vmdk_state *st = img->state;
+	if (!(st->ext = calloc(1, sizeof(*st->ext))))
+		return vmdk_oom(img, e);
+	st->n_ext = 1;
+	struct vmdk_ext *x = &st->ext[0];
+	x->src = img->src;
+	x->kind = VMDK_EK_SESPARSE;
+	int r = vmdk_se_open(img->src, &x->se, e);
+	x->len = x->se.capacity;
+	st->create_type = "seSparse";
+	return r;
+}
+
 static int vmdk_open_text(struct vdk_image *img, struct vdk_err *e)
 {
 	struct vmdk_state *st = img->state;
@@ -276,14 +291,17 @@ static int vmdk_check_parent(struct vdk_image *img, struct vdk_err *e)
 static int vmdk_open(struct vdk_image *img, struct vdk_err *e)
 {
 	struct vmdk_state *st = img->state;
-	uint8_t m[4];
-	if (img->src->size != VDK_SIZE_UNKNOWN && img->src->size < sizeof(m))
+	uint8_t m[8] = {0};
+	if (img->src->size != VDK_SIZE_UNKNOWN && img->src->size < 4)
 		return vdk_bad(e, img->src->name, "vmdk", 0, "file too small to be a VMDK");
-	int r = vdk_src_pread(img->src, m, sizeof(m), 0, e);
+	size_t got = 0;
+	int r = vdk_src_pread_upto(img->src, m, sizeof(m), 0, &got, e);
 	if (r < 0)
 		return r;
 	if (vdk_le32(m) == VMDK_MAGIC_KDMV || vdk_le32(m) == VMDK_MAGIC_COWD)
 		r = vmdk_open_sparse_image(img, e);
+	else if (vmdk_se_magic(m, got))
+		r = vmdk_open_se_image(img, e);
 	else
 		r = vmdk_open_text(img, e);
 	if (r < 0)
@@ -294,7 +312,8 @@ static int vmdk_open(struct vdk_image *img, struct vdk_err *e)
 		x->start = total;
 		total += x->len;
 		if (!x->flat && !x->zero && !img->cluster_size)
-			img->cluster_size = x->sp.grain;
+			img->cluster_size =
+			    x->kind == VMDK_EK_SESPARSE ? VMDK_SE_GRAIN : x->sp.grain;
 		img->dirty |= x->sp.unclean;
 	}
 	img->size = total;
@@ -363,6 +382,21 @@ static int vmdk_map_sparse(const struct vdk_image *img, const struct vmdk_ext *x
 	return vdk_extents_add(out, off, *n, 0, x->src->fd, phys);
 }
 
+static int vmdk_map_se(const struct vdk_image *img, const struct vmdk_ext *x, uint64_t off,
+                       uint64_t rel, uint64_t *n, struct vdk_extents *out)
+{
+	uint64_t at;
+	*n = vmdk_se_run(&x->se, rel, *n, &at);
+	if (at == VMDK_SE_E_HOLE)
+		return vdk_extents_add(out, off, *n,
+		                       VDK_EXT_HOLE | (img->backing ? 0 : VDK_EXT_ZERO), -1, 0);
+	if (at == VMDK_SE_E_ZERO)
+		return vdk_extents_add(out, off, *n, VDK_EXT_ZERO, -1, 0);
+	if (x->src->fd < 0 || (x->src->fd_off + at) % 4096)
+		return vdk_extents_add(out, off, *n, 0, -1, 0);
+	return vdk_extents_add(out, off, *n, 0, x->src->fd, x->src->fd_off + at);
+}
+
 static int vmdk_extents(struct vdk_image *img, uint64_t off, uint64_t len, struct vdk_extents *out,
                         struct vdk_err *e)
 {
@@ -382,6 +416,8 @@ static int vmdk_extents(struct vdk_image *img, uint64_t off, uint64_t len, struc
 			r = vdk_extents_add(out, off, n, VDK_EXT_ZERO, -1, 0);
 		else if (x->flat)
 			r = vmdk_map_flat(x, off, rel, &n, out);
+		else if (x->kind == VMDK_EK_SESPARSE)
+			r = vmdk_map_se(img, x, off, rel, &n, out);
 		else
 			r = vmdk_map_sparse(img, x, off, rel, &n, out);
 		if (r < 0)
@@ -435,6 +471,26 @@ static int vmdk_read_sparse(const struct vmdk_ext *x, uint8_t *buf, uint64_t rel
 	return 0;
 }
 
+/* Holes read as zeroes here: the core serves a parent's data itself. */
+static int vmdk_read_se(const struct vmdk_ext *x, uint8_t *buf, uint64_t rel, uint64_t n,
+                        struct vdk_err *e)
+{
+	while (n) {
+		uint64_t at, k = vmdk_se_run(&x->se, rel, n, &at);
+		int r = 0;
+		if (at <= VMDK_SE_E_ZERO)
+			memset(buf, 0, k);
+		else
+			r = vdk_src_pread(x->src, buf, k, at, e);
+		if (r < 0)
+			return r;
+		buf += k;
+		rel += k;
+		n -= k;
+	}
+	return 0;
+}
+
 static int vmdk_read_ext(const struct vmdk_ext *x, uint8_t *buf, uint64_t rel, uint64_t n,
                          struct vmdk_rctx *c, struct vdk_err *e)
 {
@@ -442,6 +498,8 @@ static int vmdk_read_ext(const struct vmdk_ext *x, uint8_t *buf, uint64_t rel, u
 		memset(buf, 0, n);
 		return 0;
 	}
+	if (x->kind == VMDK_EK_SESPARSE)
+		return vmdk_read_se(x, buf, rel, n, e);
 	if (!x->flat)
 		return vmdk_read_sparse(x, buf, rel, n, c, e);
 	uint64_t at = x->flat_off + rel, fsize = x->src->size;
@@ -485,7 +543,9 @@ static void vmdk_info_extent(struct vdk_json *arr, const struct vmdk_ext *x, con
 	vdk_json_set_str(o, "filename", x->file ? x->file : self);
 	vdk_json_set_str(o, "format", vmdk_ext_kind_name(x->kind));
 	vdk_json_set_u64(o, "virtual-size", x->len);
-	if (!x->flat && !x->zero) {
+	if (x->kind == VMDK_EK_SESPARSE)
+		vdk_json_set_u64(o, "cluster-size", VMDK_SE_GRAIN);
+	else if (!x->flat && !x->zero) {
 		vdk_json_set_u64(o, "cluster-size", x->sp.grain);
 		if (x->sp.compressed)
 			vdk_json_set_bool(o, "compressed", true);
@@ -568,7 +628,15 @@ static int vmdk_check(struct vdk_image *img, struct vdk_check *r, bool repair, s
 		                 "repair is not supported (the source is never modified)");
 	for (size_t i = 0; i < st->n_ext; i++) {
 		const struct vmdk_ext *x = &st->ext[i];
-		if (x->flat || x->zero)
+		uint64_t dup = 0;
+		if (x->kind == VMDK_EK_SESPARSE) {
+			if (vmdk_se_check(&x->se, &dup) < 0)
+				return vmdk_oom(img, e);
+			r->corruptions += dup;
+			vmdk_finding(r, x->file ? x->file : img->src->name,
+			             "grains referenced twice", dup);
+		}
+		if (x->flat || x->zero || x->kind == VMDK_EK_SESPARSE)
 			continue;
 		if (vmdk_check_sparse(x, x->file ? x->file : img->src->name, r) < 0)
 			return vmdk_oom(img, e);
@@ -585,6 +653,7 @@ static void vmdk_close(struct vdk_image *img)
 	for (size_t i = 0; i < st->n_ext; i++) {
 		struct vmdk_ext *x = &st->ext[i];
 		vmdk_sparse_free(&x->sp);
+		vmdk_se_free(&x->se);
 		if (x->own_src && x->src)
 			vdk_src_close(x->src);
 		free(x->file);

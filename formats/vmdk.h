@@ -1,7 +1,7 @@
 /* VMDK module internals: the descriptor (vmdk_desc.c), hosted sparse and
- * COWD extents (vmdk_sparse.c), the reader (vmdk.c) and the writers
- * (vmdk_write.c, vmdk_stream.c). Facts from VMware's "Virtual Disk Format
- * 5.0" and qemu's block/vmdk.c behaviour. */
+ * COWD extents (vmdk_sparse.c), seSparse (vmdk_sesparse.c), the reader
+ * (vmdk.c) and the writers (vmdk_write.c, vmdk_stream.c). Facts from
+ * VMware's "Virtual Disk Format 5.0" and qemu's block/vmdk.c behaviour. */
 #ifndef VDK_VMDK_H
 #define VDK_VMDK_H
 
@@ -161,6 +161,41 @@ void vmdk_rctx_free(struct vmdk_rctx *c);
 int vmdk_sparse_read(struct vdk_src *src, const struct vmdk_sparse *sp, uint32_t gte, void *buf,
                      size_t len, uint64_t off, struct vmdk_rctx *c, struct vdk_err *e);
 
+/* ---- seSparse extents (vmdk_sesparse.c) ----------------------------- */
+
+/* ESXi 6.5+ space-efficient sparse: every VMFS6 snapshot delta. VMware
+ * never published it; facts from qemu's reader (block/vmdk.c, read-only
+ * since 4.1). All fields are le64, offsets and sizes in sectors. */
+#define VMDK_SE_MAGIC   0x00000000cafebabeull /* constant header, sector 0 */
+#define VMDK_SE_VMAGIC  0x00000000cafecafeull /* volatile header */
+#define VMDK_SE_VERSION 0x0000000200000001ull
+#define VMDK_SE_GRAIN   4096u /* the only grain size (8 sectors) qemu knows */
+#define VMDK_SE_GTES    4096u /* entries per grain table (64 sectors) */
+
+struct vmdk_sesparse {
+	uint64_t capacity; /* bytes */
+	uint64_t gd_n;     /* grain directory entries covering the capacity */
+	/* gd_n tables of decoded entries (NULL when the table is absent):
+	 * VMDK_SE_E_HOLE, VMDK_SE_E_ZERO, or the grain's byte offset. */
+	uint64_t **gt;
+	uint64_t gd_off, gt_off, grains_off; /* bytes */
+	uint64_t file_size;
+};
+#define VMDK_SE_E_HOLE 0u
+#define VMDK_SE_E_ZERO 1u
+
+/* True when h (len bytes from offset 0) starts with the constant magic. */
+bool vmdk_se_magic(const uint8_t *h, size_t len);
+/* Read and check both headers, the grain directory and every grain table;
+ * every entry is checked against the file here, so lookups cannot fail. */
+int vmdk_se_open(struct vdk_src *src, struct vmdk_sesparse *se, struct vdk_err *e);
+void vmdk_se_free(struct vmdk_sesparse *se);
+/* Entry for extent-relative byte off, and how many bytes from off (at most
+ * n) share its kind and, for data, continue it in the file. */
+uint64_t vmdk_se_run(const struct vmdk_sesparse *se, uint64_t off, uint64_t n, uint64_t *entry);
+/* Grains that two table entries share (check). 0 or -ENOMEM. */
+int vmdk_se_check(const struct vmdk_sesparse *se, uint64_t *dup);
+
 /* ---- the reader's state --------------------------------------------- */
 
 struct vmdk_ext {
@@ -172,6 +207,7 @@ struct vmdk_ext {
 	char *file;
 	uint64_t flat_off; /* bytes */
 	struct vmdk_sparse sp;
+	struct vmdk_sesparse se; /* SESPARSE */
 };
 
 struct vmdk_state {
