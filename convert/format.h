@@ -82,7 +82,7 @@ enum { VDK_FIX_LEAKS = 1u << 0, VDK_FIX_ERRORS = 1u << 1 };
 struct vdk_check {
 	uint64_t corruptions;
 	uint64_t leaks;
-	uint64_t fixed;        /* corruptions fixed */
+	uint64_t fixed; /* corruptions fixed */
 	uint64_t leaks_fixed;
 	uint64_t check_errors; /* parts that could not be checked */
 	unsigned fix;          /* in: VDK_FIX_* */

@@ -78,7 +78,7 @@ struct qcow2_range {
 	uint64_t off, end;
 	uint64_t kind;
 };
-#define QCOW2_SUBCLUSTERS      32u
+#define QCOW2_SUBCLUSTERS 32u
 
 /* What one guest cluster (or subcluster) is. */
 enum qcow2_kind {

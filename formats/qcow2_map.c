@@ -127,7 +127,8 @@ static int qcow2_classify(struct vdk_image *img, uint64_t ent, uint64_t bmp, uns
 		if ((ent & QCOW2_OFLAG_COPIED) || bmp)
 			return vdk_bad(e, img->src->name, FMT, qcow2_entry_off(s, guest),
 			               "compressed L2 entry 0x%016llx with %s at guest offset %llu",
-			               (unsigned long long)ent, bmp ? "a subcluster bitmap" : "COPIED set",
+			               (unsigned long long)ent,
+			               bmp ? "a subcluster bitmap" : "COPIED set",
 			               (unsigned long long)guest);
 		return 0;
 	}
@@ -139,17 +140,18 @@ static int qcow2_classify(struct vdk_image *img, uint64_t ent, uint64_t bmp, uns
 	uint64_t h = ent & QCOW2_OFFSET_MASK;
 	bool alloc = h || (s->data && (ent & QCOW2_OFLAG_COPIED));
 	if (alloc && h % s->cluster_size)
-		return vdk_bad(e, img->src->name, FMT, VDK_NO_OFFSET,
+		return vdk_bad(e, img->src->name, FMT, qcow2_entry_off(s, guest),
 		               "cluster at guest offset %llu maps to unaligned host offset %llu",
 		               (unsigned long long)guest, (unsigned long long)h);
 	if (!s->extl2) {
 		*kind = (ent & QCOW2_OFLAG_ZERO) ? QCOW2_ZERO : alloc ? QCOW2_DATA : QCOW2_UNALLOC;
 		*host = h;
-		return *kind == QCOW2_DATA ? qcow2_meta_data_ok(img, h, s->cluster_size, guest, e) : 0;
+		return *kind == QCOW2_DATA ? qcow2_meta_data_ok(img, h, s->cluster_size, guest, e)
+		                           : 0;
 	}
 	uint32_t am = (uint32_t)bmp, zm = (uint32_t)(bmp >> 32);
 	if ((am & zm) || (!alloc && am))
-		return vdk_bad(e, img->src->name, FMT, VDK_NO_OFFSET,
+		return vdk_bad(e, img->src->name, FMT, qcow2_entry_off(s, guest) + 8,
 		               "invalid subcluster bitmap 0x%016llx at guest offset %llu",
 		               (unsigned long long)bmp, (unsigned long long)guest);
 	*kind = (zm >> sub) & 1 ? QCOW2_ZERO : (am >> sub) & 1 ? QCOW2_DATA : QCOW2_UNALLOC;

@@ -43,8 +43,7 @@ static int image_args(int argc, char **argv, bool allow_repair, struct image_arg
 			if (optind < argc - 1 && (strcmp(argv[optind], "leaks") == 0 ||
 			                          strcmp(argv[optind], "all") == 0))
 				optind++;
-		}
-		else if (c == CLI_OPT_OUTPUT) {
+		} else if (c == CLI_OPT_OUTPUT) {
 			if (cli_parse_output(optarg, &a->json))
 				return CLI_USAGE;
 		} else
