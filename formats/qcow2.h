@@ -165,9 +165,14 @@ struct qcow2_wstate {
 	uint64_t nclusters; /* guest clusters */
 	uint64_t l1_size;
 	uint64_t l1_off;
-	uint64_t *l1;    /* host offsets of the L2 tables, 0 when none */
-	uint64_t **l2;   /* per L1 index, NULL when none */
-	uint64_t base;   /* fixed layout: host offset of guest cluster 0 */
+	uint64_t *l1;  /* host offsets of the L2 tables, 0 when none */
+	uint64_t **l2; /* per L1 index, NULL when none */
+	uint64_t base; /* fixed layout: host offset of guest cluster 0 */
+	/* Refcount table at cluster 1 (rt_clusters, sized for the largest
+	 * image the disk can make); refcount blocks inline (rb[], nrb). */
+	uint64_t rt_clusters;
+	uint64_t *rb;
+	uint64_t nrb, rb_cap;
 	uint64_t cursor; /* end of the allocated host clusters (aligned) */
 	uint64_t ccur;   /* next free byte for compressed data */
 	uint16_t *rc;    /* compress mode: refcount per host cluster */
