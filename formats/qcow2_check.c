@@ -331,18 +331,22 @@ static int qcow2c_l1(struct qcow2c *c, uint64_t l1_off, uint32_t l1_size, bool a
 	qcow2c_inc(c, l1_off, bytes, active ? QCOW2_M_L1 : QCOW2_M_SNAPL1);
 	if (!l1_size)
 		return 0;
-	if (bytes > QCOW2_MAX_L1_BYTES || l1_off >= c->fsize) {
+	if (bytes > QCOW2_MAX_L1_BYTES) {
 		qcow2c_note(c, "cannot check the L1 table at 0x%llx (%u entries)", ULL(l1_off),
 		            l1_size);
 		c->r->check_errors++;
 		return 0;
 	}
-	uint8_t *raw = malloc(bytes);
+	if (l1_off >= c->fsize)
+		return 0;
+	/* Entries past the end of the file read as zero: not allocated. */
+	uint32_t n = (uint32_t)(VDK_MIN(bytes, c->fsize - l1_off) / 8);
+	uint8_t *raw = malloc(n ? (size_t)n * 8 : 1);
 	if (!raw)
 		return vdk_err_set(c->e, VDK_E_IO, ENOMEM, c->img->src->name, FMT, l1_off,
 		                   "no memory for an L1 table of %u entries", l1_size);
-	int r = qcow2c_read(c, raw, bytes, l1_off);
-	for (uint32_t i = 0; r == 0 && i < l1_size; i++) {
+	int r = qcow2c_read(c, raw, (uint64_t)n * 8, l1_off);
+	for (uint32_t i = 0; r == 0 && i < n; i++) {
 		uint64_t ent = vdk_be64(raw + 8 * (size_t)i), l2 = ent & QCOW2_OFFSET_MASK;
 		if (!ent)
 			continue;
@@ -473,6 +477,8 @@ static int qcow2c_load_rt(struct qcow2c *c)
 		c->r->check_errors++;
 		return 1;
 	}
+	/* Entries past the end of the file read as zero: no block. */
+	bytes = s->rt_off < c->fsize ? VDK_MIN(bytes, c->fsize - s->rt_off) / 8 * 8 : 0;
 	c->rt_n = bytes / 8;
 	uint8_t *raw = malloc(bytes ? bytes : 1);
 	c->rt = malloc(bytes ? bytes : 8);
@@ -497,7 +503,7 @@ static int qcow2c_count(struct qcow2c *c)
 	if (r)
 		return r;
 	qcow2c_inc(c, s->snapshots_off, s->snapshots_size, QCOW2_M_SNAPTAB);
-	qcow2c_inc(c, s->rt_off, c->rt_n * 8, QCOW2_M_RT);
+	qcow2c_inc(c, s->rt_off, (uint64_t)s->rt_clusters * c->cs, QCOW2_M_RT);
 	if ((r = qcow2c_bitmaps(c)))
 		return r;
 	return qcow2c_refblocks(c);
