@@ -18,7 +18,7 @@ counts() {
 	if [ "$2" = qemu ]; then
 		out=$(qemu-img check -f qcow2 --output=json "$1" 2>/dev/null); rc=$?
 	else
-		out=$("$VDKIT" check -f qcow2 --output=json "$1" 2>/dev/null); rc=$?
+		out=$("$VDKIT" check -f qcow2 ${VOPTS:-} --output=json "$1" 2>/dev/null); rc=$?
 	fi
 	local c l
 	c=$(echo "$out" | num corruptions); l=$(echo "$out" | num leaks)
@@ -57,8 +57,16 @@ if qemu-img bitmap -f qcow2 --add "$T/b.qcow2" bm0 2>/dev/null; then
 else
 	skip "qemu-img bitmap unavailable"
 fi
-"$VDKIT" convert -q -O qcow2 "$T/src.raw" "$T/vd.qcow2" 2>/dev/null ||
-	"$VDKIT" convert -O qcow2 "$T/src.raw" "$T/vd.qcow2" >/dev/null 2>&1
+(cd "$T" && qemu-img create -q -f qcow2 -o data_file="$T/df.raw" df.qcow2 64M &&
+	qemu-io -f qcow2 -c 'write -P 0x11 0 1M' df.qcow2 >/dev/null)
+# vdkit refuses an absolute data file path unless its folder is allowed.
+VOPTS="--allow-dir $T" same "clean with an external data file" "$T/df.qcow2" 0
+(cd "$T" && qemu-img create -q -f qcow2 -b a.qcow2 -F qcow2 top.qcow2 &&
+	qemu-io -f qcow2 -c 'write -P 0x44 512k 64k' top.qcow2 >/dev/null)
+same "clean over a backing file" "$T/top.qcow2" 0
+E2=$SHARED/testdata/dfvfs/ext2.qcow2
+[ -f "$E2" ] && same "shared dfvfs ext2.qcow2" "$E2" || skip "shared ext2.qcow2 missing"
+"$VDKIT" convert -O qcow2 "$T/src.raw" "$T/vd.qcow2" >/dev/null 2>&1
 same "clean vdkit-made" "$T/vd.qcow2" 0
 "$VDKIT" convert -O qcow2 -o compress=on "$T/src.raw" "$T/vdc.qcow2" >/dev/null 2>&1
 same "clean vdkit-made compressed" "$T/vdc.qcow2" 0

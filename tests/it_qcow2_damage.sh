@@ -43,6 +43,7 @@ d() { cp "$A" "$T/$1.qcow2"; echo "$T/$1.qcow2"; }
 f=$(d l1rt); put64 "$f" "$L1" $((C | RT)); refused "L1 entry -> refcount table" "$f" "$L1" "refcount table"
 f=$(d l1l1); put64 "$f" "$L1" $((C | L1)); refused "L1 entry -> L1 table" "$f" "$L1" "L1 table"
 f=$(d l1rb); put64 "$f" "$L1" $((C | RB)); refused "L1 entry -> refcount block" "$f" "$L1" "refcount block"
+f=$(d l1far); put64 "$f" "$L1" $((C | (1 << 40))); refused "L1 entry of 2^40" "$f" "$L1" "outside the file"
 f=$(d l1res); put64 "$f" "$L1" $((C | (1 << 56) | L2)); refused "L1 entry reserved bit" "$f" "$L1" "reserved"
 f=$(d l2rb); put64 "$f" "$L2" $((C | RB)); refused "L2 entry -> refcount block" "$f" "$L2" "refcount block"
 f=$(d l2rt); put64 "$f" "$L2" $((C | RT)); refused "L2 entry -> refcount table" "$f" "$L2" "refcount table"
