@@ -24,6 +24,7 @@ variant() { # NAME OPTS [no7z: 7-Zip 26 cannot open zstd clusters, qemu-made one
 		fail "$1: refcount table at $(q_rt "$f"), first block at $(q_rb0 "$f")"
 	out=$(qemu-img check -f qcow2 "$f" 2>&1) && pass "$1: qemu-img check clean" ||
 		fail "$1: qemu-img check: $out"
+	"$VDKIT" check "$f" >/dev/null 2>&1 && pass "$1: vdkit check clean" || fail "$1: vdkit check"
 	[ "$(qemu_sha "$f" qcow2)" = "$WANT" ] && pass "$1: identical through qemu-img" ||
 		fail "$1: content differs"
 	if [ "${3:-}" = no7z ]; then
