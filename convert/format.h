@@ -81,10 +81,20 @@ struct vdk_image {
 	char *backing_fmt_name;    /* the format the header names, or NULL */
 };
 
+/* What check may repair (qemu-img check -r leaks|all); in, set by the
+ * caller. A check op given repair=true and fix=0 repairs everything. */
+enum { VDK_FIX_LEAKS = 1u << 0, VDK_FIX_ERRORS = 1u << 1 };
+
 struct vdk_check {
 	uint64_t corruptions;
 	uint64_t leaks;
-	uint64_t fixed;
+	uint64_t fixed; /* corruptions fixed */
+	uint64_t leaks_fixed;
+	uint64_t check_errors; /* parts that could not be checked */
+	unsigned fix;          /* in: VDK_FIX_* */
+	/* Image statistics as qemu-img check reports them (0 when unknown). */
+	uint64_t image_end_offset, total_clusters, allocated_clusters;
+	uint64_t fragmented_clusters, compressed_clusters;
 	struct vdk_findings findings; /* one per problem, with its offset */
 };
 

@@ -175,6 +175,11 @@ static int qcow2_read_extensions(struct vdk_image *img, uint32_t hdr_len, uint64
 		else if (type == QCOW2_EXT_FEATURES) {
 			ftab = p;
 			flen = len;
+		} else if (type == QCOW2_EXT_BITMAPS && len >= 24) {
+			s->have_bitmaps = true;
+			s->nb_bitmaps = vdk_be32(p);
+			s->bm_dir_size = vdk_be64(p + 8);
+			s->bm_dir_off = vdk_be64(p + 16);
 		}
 		i += 8 + (size_t)vdk_round_up(len, 8);
 	}
@@ -222,6 +227,7 @@ static int qcow2_snapshot_entry(struct vdk_image *img, uint64_t *pos, struct qco
 	int r = vdk_src_pread(img->src, h, sizeof(h), *pos, e);
 	if (r)
 		return r;
+	sn->l1_off = vdk_be64(h);
 	sn->l1_size = vdk_be32(h + 8);
 	uint16_t idlen = vdk_be16(h + 12), nmlen = vdk_be16(h + 14);
 	sn->date_sec = vdk_be32(h + 16);
@@ -281,6 +287,7 @@ static int qcow2_load_snapshots(struct vdk_image *img, struct vdk_err *e)
 		if (r)
 			return r;
 	}
+	s->snapshots_size = pos - s->snapshots_off;
 	return 0;
 }
 
@@ -348,7 +355,8 @@ static int qcow2_open(struct vdk_image *img, struct vdk_err *e)
 	s->coff_mask = (1ull << s->csize_shift) - 1;
 	img->cluster_size = s->cluster_size;
 	if ((r = qcow2_load_l1(img, e)) || (r = qcow2_load_snapshots(img, e)) ||
-	    (r = qcow2_map_init(img, e)) || (r = qcow2_open_data_file(img, e)))
+	    (r = qcow2_map_init(img, e)) || (r = qcow2_meta_init(img, e)) ||
+	    (r = qcow2_open_data_file(img, e)))
 		return r;
 	if (bfo)
 		return qcow2_open_backing(img, bfo, bfs, e);
@@ -361,6 +369,7 @@ static void qcow2_close(struct vdk_image *img)
 	if (!s)
 		return;
 	qcow2_map_free(s);
+	qcow2_meta_free(s);
 	free(s->l1);
 	free(s->backing_name);
 	free(s->backing_fmt);
@@ -439,6 +448,7 @@ const struct vdk_format vdk_format_qcow2 = {
     .extents = qcow2_extents,
     .pread = qcow2_pread,
     .info = qcow2_info,
+    .check = qcow2_check,
     .close = qcow2_close,
     .wstate_size = sizeof(struct qcow2_wstate),
     .wcaps = VDK_WCAP_ZEROED | VDK_WCAP_CLONE,

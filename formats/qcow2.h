@@ -53,7 +53,32 @@
 #define QCOW2_OFLAG_COMPRESSED (1ull << 62)
 #define QCOW2_OFLAG_ZERO       (1ull << 0)
 #define QCOW2_OFFSET_MASK      0x00fffffffffffe00ull
-#define QCOW2_SUBCLUSTERS      32u
+/* Reserved bits (qcow2.txt "L1 table entry", "Standard Cluster Descriptor"). */
+#define QCOW2_L1_RESERVED  0x7f000000000001ffull
+#define QCOW2_L2_RESERVED  0x3f000000000001feull
+#define QCOW2_RT_OFFSET    0xfffffffffffffe00ull
+#define QCOW2_L2_ALL_ALLOC 0x00000000ffffffffull
+
+/* Metadata kinds of the host ranges the reader must never treat as data
+ * (qemu's overlap check idea). */
+enum qcow2_meta_kind {
+	QCOW2_M_HEADER = 1,
+	QCOW2_M_L1,
+	QCOW2_M_L2,
+	QCOW2_M_RT,
+	QCOW2_M_RB,
+	QCOW2_M_SNAPTAB,
+	QCOW2_M_SNAPL1,
+	QCOW2_M_BITMAPS,
+	QCOW2_M_DATA, /* check only */
+	QCOW2_M_NKINDS,
+};
+
+struct qcow2_range {
+	uint64_t off, end;
+	uint64_t kind;
+};
+#define QCOW2_SUBCLUSTERS 32u
 
 /* What one guest cluster (or subcluster) is. */
 enum qcow2_kind {
@@ -65,6 +90,7 @@ enum qcow2_kind {
 
 struct qcow2_snapshot {
 	char *id, *name;
+	uint64_t l1_off;
 	uint32_t date_sec, date_nsec;
 	uint64_t vm_clock_nsec;
 	uint64_t vm_state_size;
@@ -103,8 +129,18 @@ struct qcow2_state {
 	struct vdk_src *data; /* external data file (owned), else NULL */
 
 	uint32_t nb_snapshots;
-	uint64_t snapshots_off;
+	uint64_t snapshots_off, snapshots_size;
 	struct qcow2_snapshot *snaps;
+
+	/* Bitmaps extension (counted only with the autoclear bit, as qemu). */
+	bool have_bitmaps;
+	uint32_t nb_bitmaps;
+	uint64_t bm_dir_off, bm_dir_size;
+
+	/* Sorted metadata ranges and their running maximum end. */
+	struct qcow2_range *meta;
+	uint64_t *meta_maxend;
+	size_t nmeta;
 
 	/* L2 table cache and decompression contexts, shared by worker
 	 * threads (pread/extents may run concurrently). */
@@ -129,9 +165,14 @@ struct qcow2_wstate {
 	uint64_t nclusters; /* guest clusters */
 	uint64_t l1_size;
 	uint64_t l1_off;
-	uint64_t *l1;    /* host offsets of the L2 tables, 0 when none */
-	uint64_t **l2;   /* per L1 index, NULL when none */
-	uint64_t base;   /* fixed layout: host offset of guest cluster 0 */
+	uint64_t *l1;  /* host offsets of the L2 tables, 0 when none */
+	uint64_t **l2; /* per L1 index, NULL when none */
+	uint64_t base; /* fixed layout: host offset of guest cluster 0 */
+	/* Refcount table at cluster 1 (rt_clusters, sized for the largest
+	 * image the disk can make); refcount blocks inline (rb[], nrb). */
+	uint64_t rt_clusters;
+	uint64_t *rb;
+	uint64_t nrb, rb_cap;
 	uint64_t cursor; /* end of the allocated host clusters (aligned) */
 	uint64_t ccur;   /* next free byte for compressed data */
 	uint16_t *rc;    /* compress mode: refcount per host cluster */
@@ -166,6 +207,22 @@ int qcow2_pread(struct vdk_image *img, void *buf, size_t len, uint64_t off, stru
  * bitmap). *n gets the count copied; an unallocated L2 table gives zeroes. */
 int qcow2_l2_read(struct vdk_image *img, uint64_t l1_idx, uint32_t first, uint32_t max,
                   uint64_t *ent, uint32_t *n, struct vdk_err *e);
+
+/* qcow2_meta.c: the metadata range list (built at open, read-only then).
+ * qcow2_meta_l2_ok: the L2 table for L1 index l1_idx at host may be read;
+ * qcow2_meta_data_ok: guest data at host [off, off+len) hits no metadata
+ * and lies inside the file (what names the entry for the message). */
+int qcow2_meta_init(struct vdk_image *img, struct vdk_err *e);
+void qcow2_meta_free(struct qcow2_state *s);
+int qcow2_meta_l2_ok(struct vdk_image *img, uint64_t l1_idx, uint64_t host, struct vdk_err *e);
+int qcow2_meta_data_ok(struct vdk_image *img, uint64_t off, uint64_t len, uint64_t guest,
+                       struct vdk_err *e);
+/* File offset of the L2 entry mapping guest offset g (for messages). */
+uint64_t qcow2_entry_off(const struct qcow2_state *s, uint64_t g);
+const char *qcow2_meta_name(unsigned kind);
+
+/* qcow2_check.c: refcount rebuild and comparison (qemu-img check). */
+int qcow2_check(struct vdk_image *img, struct vdk_check *r, bool repair, struct vdk_err *e);
 
 /* qcow2_write.c: the writer half of the vtable. */
 int qcow2_create(struct vdk_writer *w, struct vdk_err *e);

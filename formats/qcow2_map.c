@@ -90,6 +90,12 @@ int qcow2_l2_read(struct vdk_image *img, uint64_t l1_idx, uint32_t first, uint32
 		return vdk_bad(e, img->src->name, FMT, s->l1_off + 8 * l1_idx,
 		               "L2 table offset %llu unaligned or outside the file",
 		               (unsigned long long)host);
+	if (l1e & QCOW2_L1_RESERVED)
+		return vdk_bad(e, img->src->name, FMT, s->l1_off + 8 * l1_idx,
+		               "L1 entry 0x%016llx has reserved bits set", (unsigned long long)l1e);
+	int mr = qcow2_meta_l2_ok(img, l1_idx, host, e);
+	if (mr)
+		return mr;
 	pthread_mutex_lock(&s->lock);
 	struct qcow2_l2slot *sl = NULL;
 	int r = qcow2_l2_load(img, host, &sl, e);
@@ -117,27 +123,39 @@ static int qcow2_classify(struct vdk_image *img, uint64_t ent, uint64_t bmp, uns
 	if (ent & QCOW2_OFLAG_COMPRESSED) {
 		*kind = QCOW2_COMPRESSED;
 		*host = ent;
+		if ((ent & QCOW2_OFLAG_COPIED) || bmp)
+			return vdk_bad(e, img->src->name, FMT, qcow2_entry_off(s, guest),
+			               "compressed L2 entry 0x%016llx with %s at guest offset %llu",
+			               (unsigned long long)ent,
+			               bmp ? "a subcluster bitmap" : "COPIED set",
+			               (unsigned long long)guest);
 		return 0;
 	}
+	/* Bit 0 is reserved with extended L2 entries (qcow2.txt). */
+	if ((ent & QCOW2_L2_RESERVED) || (s->extl2 && (ent & QCOW2_OFLAG_ZERO)))
+		return vdk_bad(e, img->src->name, FMT, qcow2_entry_off(s, guest),
+		               "L2 entry 0x%016llx has reserved bits set (guest offset %llu)",
+		               (unsigned long long)ent, (unsigned long long)guest);
 	uint64_t h = ent & QCOW2_OFFSET_MASK;
 	bool alloc = h || (s->data && (ent & QCOW2_OFLAG_COPIED));
 	if (alloc && h % s->cluster_size)
-		return vdk_bad(e, img->src->name, FMT, VDK_NO_OFFSET,
+		return vdk_bad(e, img->src->name, FMT, qcow2_entry_off(s, guest),
 		               "cluster at guest offset %llu maps to unaligned host offset %llu",
 		               (unsigned long long)guest, (unsigned long long)h);
 	if (!s->extl2) {
 		*kind = (ent & QCOW2_OFLAG_ZERO) ? QCOW2_ZERO : alloc ? QCOW2_DATA : QCOW2_UNALLOC;
 		*host = h;
-		return 0;
+		return *kind == QCOW2_DATA ? qcow2_meta_data_ok(img, h, s->cluster_size, guest, e)
+		                           : 0;
 	}
 	uint32_t am = (uint32_t)bmp, zm = (uint32_t)(bmp >> 32);
 	if ((am & zm) || (!alloc && am))
-		return vdk_bad(e, img->src->name, FMT, VDK_NO_OFFSET,
+		return vdk_bad(e, img->src->name, FMT, qcow2_entry_off(s, guest) + 8,
 		               "invalid subcluster bitmap 0x%016llx at guest offset %llu",
 		               (unsigned long long)bmp, (unsigned long long)guest);
 	*kind = (zm >> sub) & 1 ? QCOW2_ZERO : (am >> sub) & 1 ? QCOW2_DATA : QCOW2_UNALLOC;
 	*host = h + (uint64_t)sub * s->sub_size;
-	return 0;
+	return *kind == QCOW2_DATA ? qcow2_meta_data_ok(img, *host, s->sub_size, guest, e) : 0;
 }
 
 static bool qcow2_unit_joins(const struct qcow2_unit *a, const struct qcow2_unit *b)
@@ -294,8 +312,8 @@ static bool qcow2_zstd_cluster(ZSTD_DCtx *z, const uint8_t *in, size_t inlen, ui
 	return true;
 }
 
-static int qcow2_inflate(struct vdk_image *img, uint64_t ent, uint8_t *out, uint8_t *in,
-                         struct vdk_err *e)
+static int qcow2_inflate(struct vdk_image *img, uint64_t ent, uint64_t guest, uint8_t *out,
+                         uint8_t *in, struct vdk_err *e)
 {
 	struct qcow2_state *s = img->state;
 	struct vdk_src *src = img->src;
@@ -308,7 +326,9 @@ static int qcow2_inflate(struct vdk_image *img, uint64_t ent, uint8_t *out, uint
 		return vdk_bad(e, src->name, FMT, coff, "compressed cluster outside the file");
 	/* The last sector may run past the end of the file. */
 	clen = VDK_MIN(clen, src->size - coff);
-	int r = vdk_src_pread(src, in, (size_t)clen, coff, e);
+	int r = qcow2_meta_data_ok(img, coff, clen, guest, e);
+	if (r == 0)
+		r = vdk_src_pread(src, in, (size_t)clen, coff, e);
 	if (r)
 		return r;
 	void *c = qcow2_dctx_get(s);
@@ -377,7 +397,7 @@ static int qcow2_read_fn(struct vdk_image *img, void *ctx, const struct qcow2_un
 		rd->ibuf = rd->cbuf + s->cluster_size;
 	}
 	if (rd->cached != u->cstart) {
-		int r = qcow2_inflate(img, u->host, rd->cbuf, rd->ibuf, e);
+		int r = qcow2_inflate(img, u->host, u->cstart, rd->cbuf, rd->ibuf, e);
 		if (r)
 			return r;
 		rd->cached = u->cstart;

@@ -1,10 +1,13 @@
-/* qcow2 writer. Layout: header cluster, L1 table, then L2 tables and data
- * clusters appended as the pipeline delivers them (in order), refcount
- * table and blocks last, sized by a fixed point so that they count
- * themselves. Refcounts are exact (qemu-img check: no errors, no leaks):
- * every host cluster below the end is used once, except clusters holding
- * compressed data, which count one per compressed cluster touching them
- * (qcow2.txt, compressed descriptor). */
+/* qcow2 writer. Layout (qemu-img's): header cluster, refcount table
+ * (sized up front for the largest image the disk can make), the first
+ * refcount block, L1 table, then L2 tables and data clusters appended as
+ * the pipeline delivers them (in order). Further refcount blocks are
+ * taken inline, just before the clusters they first describe, as qemu
+ * allocates them: nothing follows the last data cluster, so readers that
+ * size an image by its structures (7-Zip) see no trailing bytes. Refcounts are exact (qemu-img
+ * check: no errors, no leaks): every host cluster below the end is used once, except clusters
+ * holding compressed data, which count one per compressed cluster touching them (qcow2.txt,
+ * compressed descriptor). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -112,9 +115,37 @@ static int qcow2w_rc_inc(struct qcow2_wstate *s, uint64_t first, uint64_t last)
 	return 0;
 }
 
+/* Before n clusters are taken at the cursor, take (at the cursor) every
+ * refcount block their refcounts need; the blocks count themselves. */
+static int qcow2w_rb_room(struct qcow2_wstate *s, uint64_t n)
+{
+	uint64_t cs = s->cluster_size, per = cs / 2;
+	while (s->cursor / cs + n > s->nrb * per) {
+		if (s->nrb == s->rb_cap) {
+			uint64_t cap = s->rb_cap ? s->rb_cap * 2 : 16;
+			if (s->nrb >= s->rt_clusters * cs / 8)
+				return -EFBIG; /* the table was sized for the largest image */
+			uint64_t *v = realloc(s->rb, cap * sizeof(*v));
+			if (!v)
+				return -ENOMEM;
+			s->rb = v;
+			s->rb_cap = cap;
+		}
+		s->rb[s->nrb++] = s->cursor;
+		s->cursor += cs;
+		int r = qcow2w_rc_inc(s, s->cursor / cs - 1, s->cursor / cs - 1);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
 /* n whole clusters at the end (the cursor is always cluster-aligned). */
 static int qcow2w_alloc(struct qcow2_wstate *s, uint64_t n, uint64_t *host)
 {
+	int rr = qcow2w_rb_room(s, n);
+	if (rr)
+		return rr;
 	*host = s->cursor;
 	s->cursor = *host + n * s->cluster_size;
 	return n ? qcow2w_rc_inc(s, *host >> s->cluster_bits, (s->cursor - 1) >> s->cluster_bits)
@@ -172,24 +203,37 @@ static int qcow2w_layout(struct vdk_writer *w, struct qcow2_wstate *s, struct vd
 	s->l1_size = s->nclusters / s->l2_entries + (s->nclusters % s->l2_entries != 0);
 	if (s->l1_size * 8 > QCOW2_MAX_L1_BYTES)
 		return qcow2w_err(w, e, VDK_NO_OFFSET, "disk too large for this cluster_size");
-	s->l1_off = cs;
-	s->cursor = cs + vdk_round_up(s->l1_size * 8, cs);
 	s->l1 = calloc(s->l1_size ? s->l1_size : 1, sizeof(uint64_t));
 	s->l2 = calloc(s->l1_size ? s->l1_size : 1, sizeof(uint64_t *));
 	if (!s->l1 || !s->l2)
 		return vdk_nomem(e, w->sink->name, FMT, "the L1 table");
-	int r = qcow2w_rc_inc(s, 0, (s->cursor - 1) >> s->cluster_bits);
-	if (r || !s->fixed)
+	/* The largest image: every L2 table and guest cluster allocated,
+	 * compressed packing at most doubling the data clusters. */
+	uint64_t l1c = vdk_round_up(s->l1_size * 8, cs) / cs, per = cs / 2, R = 0, T = 0;
+	uint64_t most = 1 + l1c + s->l1_size + 2 * s->nclusters + 16;
+	for (;;) {
+		uint64_t r2 = (most + R + T + per - 1) / per, t2 = (r2 * 8 + cs - 1) / cs;
+		if (r2 == R && t2 == T)
+			break;
+		R = r2;
+		T = t2;
+	}
+	if (T * cs > QCOW2_MAX_RT_BYTES)
+		return qcow2w_err(w, e, VDK_NO_OFFSET, "disk too large for its refcount table");
+	s->rt_clusters = T;
+	s->cursor = (1 + T) * cs;
+	int r = qcow2w_rc_inc(s, 0, T);
+	if (r || (r = qcow2w_alloc(s, l1c, &s->l1_off)) || !s->fixed)
 		return r;
 	/* Fixed layout: every L2 table, then the data area (preallocation) or
 	 * the guest offsets themselves (external data file). */
+	uint64_t first = 0;
+	if ((r = qcow2w_alloc(s, s->l1_size, &first)))
+		return r;
 	for (uint64_t i = 0; i < s->l1_size; i++)
-		s->l1[i] = s->cursor + i * cs;
-	s->cursor += s->l1_size * cs;
-	s->base = s->data_mode ? 0 : s->cursor;
-	if (!s->data_mode)
-		s->cursor += s->nclusters * cs;
-	return 0;
+		s->l1[i] = first + i * cs;
+	s->base = 0;
+	return s->data_mode ? 0 : qcow2w_alloc(s, s->nclusters, &s->base);
 }
 
 /* backing_file: only for a new empty image (vdkit create): a conversion
@@ -400,6 +444,8 @@ int qcow2_clone(struct vdk_writer *w, uint64_t off, uint64_t len, int src_fd, ui
 	for (uint64_t g = g0; g <= g1; g++)
 		if (*qcow2w_entry(s, g))
 			return -EOPNOTSUPP;
+	if ((r = qcow2w_rb_room(s, g1 - g0 + 1)))
+		return r;
 	uint64_t host = s->cursor;
 	int how = vdk_sink_clone(w->sink, host, len, src_fd, src_off, mode, e);
 	if (how < 0)
@@ -521,8 +567,13 @@ int qcow2_encode(struct vdk_writer *w, const void *buf, size_t len, uint64_t off
  * table); they spill into the next host cluster only when that one is the
  * next free cluster. A host cluster's refcount is capped by its 16-bit
  * field: start a fresh one before it would overflow. */
-static uint64_t qcow2w_cplace(struct qcow2_wstate *s, size_t n)
+static int qcow2w_cplace(struct qcow2_wstate *s, size_t n, uint64_t *where)
 {
+	/* Any refcount block the spill needs comes first (it may end the
+	 * partly filled cluster's run: then a fresh cluster is taken). */
+	int r = qcow2w_rb_room(s, n / s->cluster_size + 2);
+	if (r)
+		return r;
 	uint64_t cs = s->cluster_size, c = s->ccur, end = vdk_round_up(c, cs);
 	bool partial = c % cs && !(c / cs < s->rc_len && s->rc[c / cs] >= QCOW2_RC_MAX - 1);
 	uint64_t host;
@@ -536,14 +587,18 @@ static uint64_t qcow2w_cplace(struct qcow2_wstate *s, size_t n)
 		s->cursor = vdk_round_up(host + n, cs);
 	}
 	s->ccur = host + n;
-	return host;
+	*where = host;
+	return 0;
 }
 
 static int qcow2w_put_compressed(struct vdk_writer *w, uint64_t g, const uint8_t *p, size_t n,
                                  struct vdk_err *e)
 {
 	struct qcow2_wstate *s = w->state;
-	uint64_t host = qcow2w_cplace(s, n);
+	uint64_t host = 0;
+	int rp = qcow2w_cplace(s, n, &host);
+	if (rp)
+		return rp;
 	uint32_t shift = 62 - (s->cluster_bits - 8);
 	if ((host + n) >> shift)
 		return qcow2w_err(w, e, g << s->cluster_bits, "image too large for compression");
@@ -631,42 +686,34 @@ static int qcow2w_write_l2(struct vdk_writer *w, struct vdk_err *e)
 	return r ? r : qcow2w_put_table(w, s->l1, s->l1_size, s->l1_off, e);
 }
 
-/* Refcount table and blocks after everything else: T table clusters and R
- * blocks must cover the N used clusters plus themselves. */
+/* Refcount blocks where rb_room put them; the table at cluster 1. */
 static int qcow2w_write_refcounts(struct vdk_writer *w, uint64_t *rt_off, uint64_t *rt_clusters,
                                   struct vdk_err *e)
 {
 	struct qcow2_wstate *s = w->state;
 	uint64_t cs = s->cluster_size, per = cs / 2, n = vdk_round_up(s->cursor, cs) / cs;
-	uint64_t R = 0, T = 0;
-	for (;;) {
-		uint64_t r2 = (n + R + T + per - 1) / per, t2 = (r2 * 8 + cs - 1) / cs;
-		if (r2 == R && t2 == T)
-			break;
-		R = r2;
-		T = t2;
-	}
-	if (T * cs > QCOW2_MAX_RT_BYTES)
-		return qcow2w_err(w, e, VDK_NO_OFFSET, "image too large for its refcount table");
-	uint64_t total = n + T + R, *rt = calloc(T * cs / 8, 8);
+	uint64_t T = s->rt_clusters;
+	if (n > s->nrb * per)
+		return qcow2w_err(w, e, VDK_NO_OFFSET, "refcount blocks do not cover the image");
+	uint64_t *rt = calloc(T * cs / 8, 8);
 	uint8_t *blk = malloc(cs);
 	int r = (rt && blk) ? 0 : -ENOMEM;
-	for (uint64_t b = 0; r == 0 && b < R; b++) {
-		rt[b] = (n + T + b) * cs;
+	for (uint64_t b = 0; r == 0 && b < s->nrb; b++) {
+		rt[b] = s->rb[b];
 		for (uint64_t i = 0; i < per; i++) {
 			uint64_t c = b * per + i;
-			uint16_t v = c >= total ? 0 : (c < n && s->compress) ? s->rc[c] : 1;
+			uint16_t v = c >= n ? 0 : s->compress ? s->rc[c] : 1;
 			vdk_put_be16(blk + 2 * i, v);
 		}
 		r = vdk_sink_pwrite(w->sink, blk, cs, rt[b], e);
 	}
 	if (r == 0)
-		r = qcow2w_put_table(w, rt, T * cs / 8, n * cs, e);
+		r = qcow2w_put_table(w, rt, T * cs / 8, cs, e);
 	free(rt);
 	free(blk);
-	*rt_off = n * cs;
+	*rt_off = cs;
 	*rt_clusters = T;
-	return r ? r : vdk_sink_truncate(w->sink, total * cs, e);
+	return r ? r : vdk_sink_truncate(w->sink, n * cs, e);
 }
 
 /* The backing_fmt extension at p, the end marker, then the name. */
@@ -749,6 +796,7 @@ void qcow2_wclose(struct vdk_writer *w)
 	free(s->l2);
 	free(s->l1);
 	free(s->rc);
+	free(s->rb);
 	free(s->data_ref);
 	free(s->backing);
 	free(s->backing_fmt);

@@ -282,3 +282,24 @@ void cli_findings_json(const struct vdk_findings *f, struct vdk_json *arr)
 		vdk_json_set_str(o, "message", x->msg);
 	}
 }
+
+/* check's human form, as qemu-img prints it: corruptions as "ERROR ...",
+ * leaks as "Leaked cluster ..." (the qcow2 check words its own lines). */
+void cli_print_check_findings(const struct vdk_findings *f, FILE *out)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		const struct vdk_finding *x = &f->v[i];
+		bool worded = !strncmp(x->msg, "ERROR", 5) || !strncmp(x->msg, "Leaked", 6) ||
+		              !strncmp(x->msg, "Warning", 7);
+		if (!worded)
+			fputs(x->level == VDK_ERROR  ? "ERROR "
+			      : x->level == VDK_WARN ? "Warning: "
+			                             : "",
+			      out);
+		if (x->file)
+			fprintf(out, "%s: ", x->file);
+		if (x->off != VDK_NO_OFFSET)
+			fprintf(out, "at offset %" PRIu64 ": ", x->off);
+		fprintf(out, "%s\n", x->msg);
+	}
+}

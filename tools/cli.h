@@ -52,6 +52,8 @@ void cli_job_free(struct cli_job *j);
  * lines, and the same as JSON objects pushed on arr. */
 void cli_print_findings(const struct vdk_findings *f, FILE *out);
 void cli_findings_json(const struct vdk_findings *f, struct vdk_json *arr);
+/* The same, worded as qemu-img check prints its findings. */
+void cli_print_check_findings(const struct vdk_findings *f, FILE *out);
 
 /* Parse --clone=auto|always|never. */
 int cli_parse_clone(const char *s, enum vdk_clone_mode *out);

@@ -13,7 +13,8 @@ struct image_args {
 	const char *fmt;
 	bool json;
 	bool repair;
-	bool chain; /* info --backing-chain */
+	bool chain;   /* info --backing-chain */
+	unsigned fix; /* check -r leaks|all: VDK_FIX_* */
 	struct vdk_open_opts open;
 	const char *path;
 };
@@ -39,9 +40,16 @@ static int image_args(int argc, char **argv, bool allow_repair, struct image_arg
 			a->chain = true;
 		else if (c == 'f')
 			a->fmt = optarg;
-		else if (c == 'r')
+		else if (c == 'r') {
+			/* qemu-img's "-r leaks" / "-r all"; a bare -r means all. */
 			a->repair = true;
-		else if (c == CLI_OPT_OUTPUT) {
+			a->fix = VDK_FIX_LEAKS | VDK_FIX_ERRORS;
+			if (optind < argc - 1 && strcmp(argv[optind], "leaks") == 0)
+				a->fix = VDK_FIX_LEAKS;
+			if (optind < argc - 1 && (strcmp(argv[optind], "leaks") == 0 ||
+			                          strcmp(argv[optind], "all") == 0))
+				optind++;
+		} else if (c == CLI_OPT_OUTPUT) {
 			if (cli_parse_output(optarg, &a->json))
 				return CLI_USAGE;
 		} else
@@ -229,6 +237,95 @@ static int check_walk(struct vdk_image *img, struct vdk_err *e)
 	return vdk_image_digest(img, 0, d, e);
 }
 
+/* One pass: the format's own check, then the read walk unless the check
+ * already found damage. A walk refused for bad input is a corruption. */
+static int check_pass(struct vdk_image *img, const struct image_args *a, bool repair,
+                      struct vdk_check *res, struct vdk_err *e)
+{
+	int r = 0;
+	res->fix = repair ? a->fix : 0;
+	if (img->fmt->check)
+		r = img->fmt->check(img, res, repair, e);
+	else if (repair)
+		r = vdk_err_set(e, VDK_E_USAGE, ENOTSUP, a->path, img->fmt->name, VDK_NO_OFFSET,
+		                "this format has nothing to repair");
+	if (r || res->corruptions || res->check_errors)
+		return r;
+	struct vdk_err we = {0};
+	if (check_walk(img, &we) == 0)
+		return 0;
+	if (we.cls != VDK_E_INPUT) {
+		*e = we;
+		return -we.code;
+	}
+	vdk_findings_add(&res->findings, VDK_ERROR, NULL, VDK_NO_OFFSET, "%s", we.msg);
+	res->corruptions++;
+	return 0;
+}
+
+static void check_json(const struct image_args *a, const char *fmt, const struct vdk_check *res)
+{
+	struct vdk_json *j = vdk_json_new_obj();
+	vdk_json_set_u64(j, "check-errors", res->check_errors);
+	vdk_json_set_str(j, "filename", a->path);
+	vdk_json_set_str(j, "format", fmt);
+	vdk_json_set_u64(j, "corruptions", res->corruptions);
+	vdk_json_set_u64(j, "leaks", res->leaks);
+	vdk_json_set_u64(j, "corruptions-fixed", res->fixed);
+	vdk_json_set_u64(j, "leaks-fixed", res->leaks_fixed);
+	/* qemu-img leaves the statistics out when they are 0. */
+	const struct {
+		const char *k;
+		uint64_t v;
+	} st[] = {
+	    {"image-end-offset", res->image_end_offset},
+	    {"total-clusters", res->total_clusters},
+	    {"allocated-clusters", res->allocated_clusters},
+	    {"fragmented-clusters", res->fragmented_clusters},
+	    {"compressed-clusters", res->compressed_clusters},
+	};
+	for (size_t i = 0; i < sizeof(st) / sizeof(st[0]); i++)
+		if (st[i].v)
+			vdk_json_set_u64(j, st[i].k, st[i].v);
+	char *s = vdk_json_render(j, true);
+	printf("%s\n", s ? s : "{}");
+	free(s);
+	vdk_json_free(j);
+}
+
+static void check_human(const struct vdk_check *res)
+{
+	cli_print_check_findings(&res->findings, stdout);
+	if (res->fixed || res->leaks_fixed)
+		printf("The following inconsistencies were found and repaired:\n\n"
+		       "    %" PRIu64 " leaked clusters\n    %" PRIu64 " corruptions\n\n",
+		       res->leaks_fixed, res->fixed);
+	if (!res->corruptions && !res->leaks && !res->check_errors)
+		printf("No errors were found on the image.\n");
+	if (res->corruptions)
+		printf("\n%" PRIu64 " errors were found on the image.\n"
+		       "Data may be corrupted, or further writes to the image may corrupt it.\n",
+		       res->corruptions);
+	if (res->leaks)
+		printf("\n%" PRIu64 " leaked clusters were found on the image.\n"
+		       "This means waste of disk space, but no harm to data.\n",
+		       res->leaks);
+	if (res->check_errors)
+		printf("\n%" PRIu64 " internal errors have occurred during the check.\n",
+		       res->check_errors);
+	if (res->total_clusters && res->allocated_clusters)
+		printf("%" PRIu64 "/%" PRIu64 " = %0.2f%% allocated, %0.2f%% fragmented, %0.2f%% "
+		       "compressed clusters\n",
+		       res->allocated_clusters, res->total_clusters,
+		       res->allocated_clusters * 100.0 / res->total_clusters,
+		       res->fragmented_clusters * 100.0 / res->allocated_clusters,
+		       res->compressed_clusters * 100.0 / res->allocated_clusters);
+	if (res->image_end_offset)
+		printf("Image end offset: %" PRIu64 "\n", res->image_end_offset);
+}
+
+/* Exit codes as qemu-img check documents them: 0 clean, 1 the check could
+ * not run, 2 corruptions, 3 leaks only. */
 int cmd_check(int argc, char **argv)
 {
 	struct image_args a;
@@ -236,41 +333,32 @@ int cmd_check(int argc, char **argv)
 	struct vdk_image *img;
 	int r = image_open(argc, argv, true, &a, &img, &e);
 	if (r)
-		return r;
+		return CLI_BAD; /* usage too: 2 would read as "corruptions" */
 	struct vdk_check res = {0};
-	if (img->fmt->check)
-		r = img->fmt->check(img, &res, a.repair, &e);
-	else if (a.repair)
-		r = vdk_err_set(&e, VDK_E_USAGE, ENOTSUP, a.path, img->fmt->name, VDK_NO_OFFSET,
-		                "this format has nothing to repair");
-	if (!r)
-		r = check_walk(img, &e);
+	r = check_pass(img, &a, a.repair, &res, &e);
+	if (r == 0 && (res.fixed || res.leaks_fixed)) {
+		/* Double-check the repaired image; report its state. */
+		struct vdk_check again = {0};
+		again.findings = res.findings; /* the repair's notes come first */
+		memset(&res.findings, 0, sizeof(res.findings));
+		r = check_pass(img, &a, false, &again, &e);
+		again.fixed = res.fixed;
+		again.leaks_fixed = res.leaks_fixed;
+		res = again;
+	}
 	const char *fmt = img->fmt->name;
 	vdk_image_close(img);
 	if (r) {
 		vdk_findings_free(&res.findings);
-		return cli_fail(&e);
+		cli_fail(&e);
+		return CLI_BAD;
 	}
-	if (a.json) {
-		struct vdk_json *j = vdk_json_new_obj();
-		vdk_json_set_u64(j, "check-errors", 0);
-		vdk_json_set_str(j, "filename", a.path);
-		vdk_json_set_str(j, "format", fmt);
-		vdk_json_set_u64(j, "corruptions", res.corruptions);
-		vdk_json_set_u64(j, "leaks", res.leaks);
-		vdk_json_set_u64(j, "corruptions-fixed", res.fixed);
-		char *s = vdk_json_render(j, true);
-		printf("%s\n", s ? s : "{}");
-		free(s);
-		vdk_json_free(j);
-	} else {
-		cli_print_findings(&res.findings, stdout);
-		if (!res.corruptions && !res.leaks)
-			printf("No errors were found on the image.\n");
-		else
-			printf("%" PRIu64 " errors and %" PRIu64 " leaked clusters were found.\n",
-			       res.corruptions, res.leaks);
-	}
+	if (a.json)
+		check_json(&a, fmt, &res);
+	else
+		check_human(&res);
 	vdk_findings_free(&res.findings);
-	return res.corruptions || res.leaks ? CLI_BAD : CLI_OK;
+	if (res.check_errors)
+		return CLI_BAD;
+	return res.corruptions ? 2 : res.leaks ? 3 : CLI_OK;
 }
