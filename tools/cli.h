@@ -57,6 +57,8 @@ int cmd_compare(int argc, char **argv);
 int cmd_map(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_ova(int argc, char **argv); /* tools/cmd_ova.c (OVA module) */
+/* vdkit info VM.vmx (tools/cmd_vmx.c). */
+int cmd_info_vmx(const char *path, const struct vdk_open_opts *open, bool json);
 
 #endif
 

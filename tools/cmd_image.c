@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "vmx.h"
 
 struct image_args {
 	const char *fmt;
@@ -95,9 +96,14 @@ int cmd_info(int argc, char **argv)
 	struct image_args a;
 	struct vdk_err e = {0};
 	struct vdk_image *img;
-	int r = image_open(argc, argv, false, &a, &img, &e);
+	/* A VM folder's .vmx: the VM's inventory (tools/cmd_vmx.c). */
+	int r = image_args(argc, argv, false, &a);
 	if (r)
 		return r;
+	if (vmx_is_vmx_path(a.path))
+		return cmd_info_vmx(a.path, &a.open, a.json);
+	if (vdk_image_open_path(a.path, a.fmt, &a.open, &img, &e))
+		return cli_fail(&e);
 	struct vdk_json *j = vdk_image_info(img, a.path, &e);
 	vdk_image_close(img);
 	if (!j)
