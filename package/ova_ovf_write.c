@@ -28,7 +28,7 @@ struct ovw {
 	xmlDoc *doc;
 	xmlNs *ovf, *rasd, *vssd, *vmw;
 	const struct ova_vm *vm;
-	unsigned next_id; /* rasd:InstanceID */
+	unsigned next_id;  /* rasd:InstanceID */
 	unsigned *ctrl_id; /* InstanceID of each hw controller, 0 if not written */
 };
 
@@ -73,12 +73,12 @@ static void ovw_cpu_mem(struct ovw *w, xmlNode *hw)
 	unsigned id;
 	snprintf(n, sizeof(n), "%u", h->cpus);
 	snprintf(name, sizeof(name), "%u virtual CPU(s)", h->cpus);
-	xmlNode *cpu = ovw_item(w, hw,
-	                        (const char *const[]){"AllocationUnits", "hertz * 10^6", "Description",
-	                                              "Number of Virtual CPUs", "ElementName", name,
-	                                              "InstanceID", "", "ResourceType", "3",
-	                                              "VirtualQuantity", n, NULL},
-	                        &id);
+	xmlNode *cpu = ovw_item(
+	    w, hw,
+	    (const char *const[]){"AllocationUnits", "hertz * 10^6", "Description",
+	                          "Number of Virtual CPUs", "ElementName", name, "InstanceID", "",
+	                          "ResourceType", "3", "VirtualQuantity", n, NULL},
+	    &id);
 	if (h->cores_per_socket) {
 		snprintf(n, sizeof(n), "%u", h->cores_per_socket);
 		xmlNode *c = ovw_el(cpu, w->vmw, "CoresPerSocket", n);
@@ -87,9 +87,9 @@ static void ovw_cpu_mem(struct ovw *w, xmlNode *hw)
 	snprintf(mem, sizeof(mem), "%llu", (unsigned long long)h->mem_mib);
 	snprintf(memname, sizeof(memname), "%lluMB of memory", (unsigned long long)h->mem_mib);
 	ovw_item(w, hw,
-	         (const char *const[]){"AllocationUnits", "byte * 2^20", "Description", "Memory Size",
-	                               "ElementName", memname, "InstanceID", "", "ResourceType", "4",
-	                               "VirtualQuantity", mem, NULL},
+	         (const char *const[]){"AllocationUnits", "byte * 2^20", "Description",
+	                               "Memory Size", "ElementName", memname, "InstanceID", "",
+	                               "ResourceType", "4", "VirtualQuantity", mem, NULL},
 	         &id);
 }
 
@@ -143,8 +143,8 @@ static void ovw_ctrls(struct ovw *w, xmlNode *hw)
 		snprintf(addr, sizeof(addr), "%u", c->index);
 		snprintf(name, sizeof(name), "%s %u", desc, c->index);
 		ovw_item(w, hw,
-		         (const char *const[]){"Address", addr, "Description", desc, "ElementName", name,
-		                               "InstanceID", "", "ResourceSubType", sub,
+		         (const char *const[]){"Address", addr, "Description", desc, "ElementName",
+		                               name, "InstanceID", "", "ResourceSubType", sub,
 		                               "ResourceType", type, NULL},
 		         &w->ctrl_id[i]);
 	}
@@ -168,8 +168,8 @@ static void ovw_disks(struct ovw *w, xmlNode *hw, size_t n)
 		snprintf(parent, sizeof(parent), "%u", ovw_parent(w, d));
 		ovw_item(w, hw,
 		         (const char *const[]){"AddressOnParent", unit, "ElementName", name,
-		                               "HostResource", res, "InstanceID", "", "Parent", parent,
-		                               "ResourceType", "17", NULL},
+		                               "HostResource", res, "InstanceID", "", "Parent",
+		                               parent, "ResourceType", "17", NULL},
 		         &id);
 	}
 	const struct vmx_vm *h = &w->vm->hw;
@@ -185,10 +185,10 @@ static void ovw_disks(struct ovw *w, xmlNode *hw, size_t n)
 		/* The image is not packed: an empty client drive, as ovftool
 		 * exports a drive whose ISO stays behind. */
 		ovw_item(w, hw,
-		         (const char *const[]){"AddressOnParent", unit, "AutomaticAllocation", "false",
-		                               "ElementName", name, "InstanceID", "", "Parent", parent,
-		                               "ResourceSubType", "vmware.cdrom.remotepassthrough",
-		                               "ResourceType", "15", NULL},
+		         (const char *const[]){
+		             "AddressOnParent", unit, "AutomaticAllocation", "false", "ElementName",
+		             name, "InstanceID", "", "Parent", parent, "ResourceSubType",
+		             "vmware.cdrom.remotepassthrough", "ResourceType", "15", NULL},
 		         &id);
 	}
 }
@@ -197,8 +197,8 @@ static const char *ovw_nic_type(const char *m)
 {
 	static const struct {
 		const char *vmx, *ovf;
-	} t[] = {{"e1000", "E1000"},     {"e1000e", "E1000e"},   {"vmxnet3", "VmxNet3"},
-	         {"vmxnet2", "VmxNet2"}, {"vmxnet", "VmxNet"},   {"vlance", "PCNet32"},
+	} t[] = {{"e1000", "E1000"},         {"e1000e", "E1000e"}, {"vmxnet3", "VmxNet3"},
+	         {"vmxnet2", "VmxNet2"},     {"vmxnet", "VmxNet"}, {"vlance", "PCNet32"},
 	         {"vmxnet3vrdma", "VmxNet3"}};
 	for (size_t i = 0; i < VDK_ARRAY_SIZE(t); i++)
 		if (!strcmp(m, t[i].vmx))
@@ -223,8 +223,8 @@ static void ovw_nics(struct ovw *w, xmlNode *hw)
 		bool st = n->address_type && !strcmp(n->address_type, "static");
 		ovw_item(w, hw,
 		         (const char *const[]){"Address", st ? n->mac : NULL, "AutomaticAllocation",
-		                               "true", "Connection", n->network, "Description", desc,
-		                               "ElementName", name, "InstanceID", "",
+		                               "true", "Connection", n->network, "Description",
+		                               desc, "ElementName", name, "InstanceID", "",
 		                               "ResourceSubType", type, "ResourceType", "10", NULL},
 		         &id);
 	}
@@ -352,12 +352,13 @@ static int ovw_dump(xmlDoc *doc, const char *id, uint8_t **out, size_t *len, str
 	return *out ? 0 : vdk_ioerr(e, ENOMEM, id, "out of memory");
 }
 
-int ova_ovf_write(const struct ova_vm *vm, const struct ova_pack_disk *d, size_t n,
-                  uint8_t **out, size_t *len, struct vdk_err *e)
+int ova_ovf_write(const struct ova_vm *vm, const struct ova_pack_disk *d, size_t n, uint8_t **out,
+                  size_t *len, struct vdk_err *e)
 {
 	if (n > OVW_MAX_DISKS || n != vm->ndisks)
 		return vdk_err_set(e, VDK_E_USAGE, EINVAL, NULL, "ovf", VDK_NO_OFFSET,
-		                   "%zu disks: at most %d, one per hardware disk", n, OVW_MAX_DISKS);
+		                   "%zu disks: at most %d, one per hardware disk", n,
+		                   OVW_MAX_DISKS);
 	struct ovw w = {.doc = xmlNewDoc(BAD_CAST "1.0"), .vm = vm};
 	w.ctrl_id = calloc(vm->hw.nctrls + 1, sizeof(*w.ctrl_id));
 	xmlNode *env = w.doc && w.ctrl_id ? xmlNewNode(NULL, BAD_CAST "Envelope") : NULL;

@@ -34,7 +34,8 @@ int ova_vm_generic(size_t n, struct ova_vm *vm, struct vdk_err *e)
 	if (!hw->guest_os || !hw->ctrls || !hw->disks || !vm->disks)
 		return ova_vm_oom(e);
 	for (size_t c = 0; c < nctrl; c++, hw->nctrls++) {
-		hw->ctrls[c] = (struct vmx_ctrl){.bus = VMX_SCSI, .index = (unsigned)c, .present = true};
+		hw->ctrls[c] =
+		    (struct vmx_ctrl){.bus = VMX_SCSI, .index = (unsigned)c, .present = true};
 		if (!(hw->ctrls[c].model = strdup("lsilogic")))
 			return ova_vm_oom(e);
 	}

@@ -13,10 +13,10 @@
 
 /* Device numbering VMware uses: scsi0-3 (units 0-15, 7 is the HBA),
  * sata0-3 (0-29), nvme0-3 (0-63 on recent hardware), ide0-1 (0-1). */
-#define VMX_MAX_CTRL  4
-#define VMX_MAX_UNIT  64
-#define VMX_MAX_NICS  64
-#define VMX_MAX_DEVS  (4 * VMX_MAX_CTRL * VMX_MAX_UNIT)
+#define VMX_MAX_CTRL 4
+#define VMX_MAX_UNIT 64
+#define VMX_MAX_NICS 64
+#define VMX_MAX_DEVS (4 * VMX_MAX_CTRL * VMX_MAX_UNIT)
 
 struct vmx_kv {
 	char *key, *val;
@@ -46,8 +46,11 @@ bool vmx_is_vmx_path(const char *path)
 static bool vmx_utf8_ok(const unsigned char *s, size_t n)
 {
 	for (size_t i = 0; i < n;) {
-		unsigned c = s[i], len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3
-		                                  : (c >> 3) == 30 ? 4 : 0;
+		unsigned c = s[i], len = c < 0x80         ? 1
+		                         : (c >> 5) == 6  ? 2
+		                         : (c >> 4) == 14 ? 3
+		                         : (c >> 3) == 30 ? 4
+		                                          : 0;
 		if (!len || i + len > n)
 			return false;
 		unsigned cp = len == 1 ? c : c & (0x7f >> len);
@@ -249,8 +252,8 @@ static const char *vmx_getf(const struct vmx_tab *t, const char *ns, const char 
 static bool vmx_present(const struct vmx_tab *t, const char *ns)
 {
 	const char *v = vmx_getf(t, ns, "present");
-	return !v || !(strcasecmp(v, "false") == 0 || strcmp(v, "0") == 0 ||
-	               strcasecmp(v, "no") == 0);
+	return !v ||
+	       !(strcasecmp(v, "false") == 0 || strcmp(v, "0") == 0 || strcasecmp(v, "no") == 0);
 }
 
 static bool vmx_true(const char *v)
@@ -378,8 +381,9 @@ static void vmx_scan(const struct vmx_tab *t, struct vmx_seen *s)
  * otherwise. */
 static const char *vmx_default_scsi(const char *guest)
 {
-	static const char *const old[] = {"winnt", "win2000pro", "win2000serv", "win2000advserv",
-	                                  "winxphome", "winxppro", "winnetweb"};
+	static const char *const old[] = {"winnt",          "win2000pro", "win2000serv",
+	                                  "win2000advserv", "winxphome",  "winxppro",
+	                                  "winnetweb"};
 	for (size_t i = 0; guest && i < VDK_ARRAY_SIZE(old); i++)
 		if (!strcmp(guest, old[i]))
 			return "buslogic";
@@ -396,8 +400,9 @@ static int vmx_add_ctrl(const struct vmx_tab *t, struct vmx_vm *vm, enum vmx_bus
 	x->bus = b;
 	x->index = c;
 	x->present = vmx_present(t, ns);
-	x->model = vmx_lower_dup(dev ? dev : b == VMX_SCSI ? vmx_default_scsi(vm->guest_os)
-	                                                   : fixed[b]);
+	x->model = vmx_lower_dup(dev             ? dev
+	                         : b == VMX_SCSI ? vmx_default_scsi(vm->guest_os)
+	                                         : fixed[b]);
 	if (!x->model)
 		return -ENOMEM;
 	vm->nctrls++;
@@ -453,9 +458,9 @@ static int vmx_add_nic(const struct vmx_tab *t, struct vmx_vm *vm, unsigned i)
 	if (!mac)
 		mac = vmx_getf(t, ns, "address");
 	/* Without virtualDev VMware gives 64-bit guests an E1000 and older
-	 * ones the PCnet32 (vlance). */
+	 * ones the PCnet32 (vlance); no guestOS reads as "other-64". */
 	size_t gl = vm->guest_os ? strlen(vm->guest_os) : 0;
-	bool g64 = gl > 3 && !strcmp(vm->guest_os + gl - 3, "-64");
+	bool g64 = !vm->guest_os || (gl > 3 && !strcmp(vm->guest_os + gl - 3, "-64"));
 	n->index = i;
 	n->model = vmx_lower_dup(model ? model : g64 ? "e1000" : "vlance");
 	n->network = strdup(net ? net : ns);
@@ -534,8 +539,7 @@ static int vmx_scalars(const struct vmx_tab *t, struct vmx_vm *vm, struct vdk_er
 	vm->cores_per_socket = s ? (unsigned)v : 0;
 	s = vmx_get(t, "virtualhw.version");
 	if (s && !vmx_num(s, 255, &v))
-		return vdk_bad(e, t->name, "vmx", VDK_NO_OFFSET, "bad virtualHW.version \"%s\"",
-		               s);
+		return vdk_bad(e, t->name, "vmx", VDK_NO_OFFSET, "bad virtualHW.version \"%s\"", s);
 	vm->hw_version = s ? (unsigned)v : 0;
 	s = vmx_get(t, "firmware");
 	vm->efi = s && !strcasecmp(s, "efi");

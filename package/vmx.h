@@ -47,9 +47,9 @@ struct vmx_nic {
 };
 
 struct vmx_vm {
-	char *name;     /* displayName (NULL when absent) */
-	uint64_t mem_mib; /* memSize; 32 when absent, as VMware */
-	unsigned cpus;    /* numvcpus, 1 when absent */
+	char *name;                /* displayName (NULL when absent) */
+	uint64_t mem_mib;          /* memSize; 32 when absent, as VMware */
+	unsigned cpus;             /* numvcpus, 1 when absent */
 	unsigned cores_per_socket; /* 0 when absent */
 	bool efi;                  /* firmware = "efi" */
 	bool secure_boot;          /* uefi.secureBoot.enabled */

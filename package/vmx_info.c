@@ -128,7 +128,8 @@ static void vmx_json_hw(const struct vmx_vm *vm, struct vdk_json *j)
 	for (size_t i = 0; a && i < vm->nctrls; i++) {
 		struct vdk_json *c = vdk_json_push_obj(a);
 		char id[16];
-		snprintf(id, sizeof(id), "%s%u", vmx_bus_name(vm->ctrls[i].bus), vm->ctrls[i].index);
+		snprintf(id, sizeof(id), "%s%u", vmx_bus_name(vm->ctrls[i].bus),
+		         vm->ctrls[i].index);
 		vdk_json_set_str(c, "id", id);
 		vdk_json_set_str(c, "bus", vmx_bus_name(vm->ctrls[i].bus));
 		vdk_json_set_str(c, "model", vm->ctrls[i].model);
