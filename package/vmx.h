@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "format.h"
+#include "pipeline.h"
 
 /* A .vmx is a few KiB; anything past this is not one. */
 #define VMX_MAX (1u << 20)
@@ -96,6 +97,24 @@ const char *vmx_bus_name(enum vmx_bus b);
  * virtual size, chain depth). NULL with e set on failure. */
 struct vdk_json *vmx_inventory(struct vmx_folder *f, const struct vdk_open_opts *opts,
                                struct vdk_err *e);
+
+/* Convert every present hard disk into dir (created if missing) as
+ * out_fmt, chains consolidated; outputs are named after the disk file
+ * without its snapshot suffix (base-000001.vmdk -> base.qcow2). On
+ * failure nothing is left in dir. */
+struct vmx_unpack_opts {
+	const char *out_fmt;
+	struct vdk_opts *wopts;
+	struct vdk_convert_opts conv;
+	const struct vdk_open_opts *open;
+};
+struct vmx_unpack_result {
+	char **paths;
+	size_t n;
+};
+int vmx_unpack(const char *vmx, const char *dir, struct vmx_unpack_opts *o,
+               struct vmx_unpack_result *res, struct vdk_err *e);
+void vmx_unpack_result_free(struct vmx_unpack_result *res);
 
 /* Guest OS: the .vmx guestOS name, vSphere's guest id (what ovftool
  * writes as vmw:osType) and the CIM_OperatingSystem OSType number (the

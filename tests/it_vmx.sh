@@ -93,6 +93,19 @@ check "disk 1: ddb.virtualHWVersion 13 = virtualHW.version" grep -aq 'ddb.virtua
 "$VDKIT" ova unpack -O qcow2 "$T/vm.ova" "$T/un" >/dev/null 2>"$T/err" || fail "ova unpack: $(head -c 300 "$T/err")"
 check "ova unpack of the OVA gives the chain's content" qemu-img compare "$T/un/vm-disk1.qcow2" "$T/chain/base-000001.vmdk"
 
+# --- ova unpack of the VM folder itself --------------------------------
+"$VDKIT" ova unpack -O qcow2 "$T/chain/chain.vmx" "$T/vu" >"$T/out" 2>"$T/err" || fail "ova unpack chain.vmx: $(head -c 300 "$T/err")"
+check "unpack VM.vmx: the chain becomes base.qcow2 with the chain's content" qemu-img compare "$T/vu/base.qcow2" "$T/chain/base-000001.vmdk"
+check "unpack VM.vmx: data.qcow2 equals data.vmdk" qemu-img compare "$T/vu/data.qcow2" "$T/chain/data.vmdk"
+check "unpack VM.vmx: qcow2 outputs are qemu-img check clean" qemu-img check -q "$T/vu/base.qcow2"
+mkdir -p "$T/broken" && cp "$T/chain/chain.vmx" "$T/chain/base.vmdk" "$T/chain/base-000001.vmdk" "$T/broken/"
+"$VDKIT" ova unpack -O raw "$T/broken/chain.vmx" "$T/bu" >/dev/null 2>&1; rc=$?
+if [ $rc -eq 1 ] && [ -z "$(ls -A "$T/bu" 2>/dev/null)" ]; then
+	pass "unpack VM.vmx with a missing disk fails (exit 1) and leaves nothing behind"
+else
+	fail "missing disk: exit $rc, left $(ls "$T/bu" 2>/dev/null)"
+fi
+
 # govmomi's OVF package reads the descriptor back.
 OVFPARSE=""
 if have go && [ -d /usr/share/gocode/src/github.com/vmware/govmomi/ovf ]; then

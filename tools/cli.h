@@ -59,6 +59,9 @@ int cmd_check(int argc, char **argv);
 int cmd_ova(int argc, char **argv); /* tools/cmd_ova.c (OVA module) */
 /* vdkit info VM.vmx (tools/cmd_vmx.c). */
 int cmd_info_vmx(const char *path, const struct vdk_open_opts *open, bool json);
+/* vdkit ova unpack VM.vmx DIR (tools/cmd_vmx.c). */
+int cmd_unpack_vmx(const char *vmx, const char *dir, const char *out_fmt, struct vdk_opts *wopts,
+                   const struct vdk_convert_opts *conv);
 
 #endif
 

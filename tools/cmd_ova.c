@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "vmx.h"
 #include "ova.h"
 
 enum {
@@ -221,6 +222,11 @@ static int ova_unpack_cmd(int argc, char **argv)
 	if (progress && isatty(2)) {
 		uo.conv.progress = ova_progress;
 		uo.conv.progress_ctx = &last;
+	}
+	if (vmx_is_vmx_path(argv[optind])) { /* a VM folder (tools/cmd_vmx.c) */
+		rc = cmd_unpack_vmx(argv[optind], argv[optind + 1], uo.out_fmt, &wopts, &uo.conv);
+		vdk_opts_free(&wopts);
+		return rc;
 	}
 	struct ova_pkg *p;
 	if (ova_pkg_open(argv[optind], &p, &e) < 0) {

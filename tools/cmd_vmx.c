@@ -79,3 +79,17 @@ int cmd_info_vmx(const char *path, const struct vdk_open_opts *open, bool json)
 	vdk_json_free(j);
 	return CLI_OK;
 }
+
+int cmd_unpack_vmx(const char *vmx, const char *dir, const char *out_fmt, struct vdk_opts *wopts,
+                   const struct vdk_convert_opts *conv)
+{
+	struct vmx_unpack_opts o = {.out_fmt = out_fmt, .wopts = wopts, .conv = *conv};
+	struct vmx_unpack_result res;
+	struct vdk_err e = {0};
+	if (vmx_unpack(vmx, dir, &o, &res, &e) < 0)
+		return cli_fail(&e);
+	for (size_t i = 0; i < res.n; i++)
+		printf("%s\n", res.paths[i]);
+	vmx_unpack_result_free(&res);
+	return CLI_OK;
+}
