@@ -172,6 +172,10 @@ static void ovw_disks(struct ovw *w, xmlNode *hw, size_t n)
 		                               parent, "ResourceType", "17", NULL},
 		         &id);
 	}
+}
+
+static void ovw_cdroms(struct ovw *w, xmlNode *hw)
+{
 	const struct vmx_vm *h = &w->vm->hw;
 	for (size_t i = 0, k = 0; i < h->ncdroms; i++) {
 		const struct vmx_dev *d = &h->cdroms[i];
@@ -253,6 +257,7 @@ static void ovw_hardware(struct ovw *w, xmlNode *vs, size_t n)
 	ovw_cpu_mem(w, hw);
 	ovw_ctrls(w, hw);
 	ovw_disks(w, hw, n);
+	ovw_cdroms(w, hw);
 	ovw_nics(w, hw);
 	if (w->vm->hw.efi) {
 		ovw_config(w, hw, "firmware", "efi");

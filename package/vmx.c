@@ -20,7 +20,7 @@
 
 struct vmx_kv {
 	char *key, *val;
-	size_t order; /* line number: the first of duplicates wins */
+	uint64_t order; /* offset of its line: the first of duplicates wins */
 };
 
 struct vmx_tab {
@@ -141,14 +141,11 @@ static int vmx_line(struct vmx_tab *t, const char *s, const char *end, uint64_t 
 		vs++;
 		ve--;
 	}
-	if (!vmx_utf8_ok((const unsigned char *)vs, (size_t)(ve - vs)))
-		return vdk_bad(e, t->name, "vmx", off, "value of %.*s is not UTF-8", (int)(ke - ks),
-		               ks);
 	bool nul;
 	struct vmx_kv *kv = &t->v[t->n];
 	kv->key = strndup(ks, (size_t)(ke - ks));
 	kv->val = vmx_unescape(vs, (size_t)(ve - vs), &nul);
-	kv->order = t->n;
+	kv->order = off;
 	if (!kv->key || !kv->val) {
 		free(kv->key);
 		free(kv->val);
@@ -195,6 +192,54 @@ static void vmx_tab_dedup(struct vmx_tab *t)
 		t->v[j++] = t->v[i];
 	}
 	t->n = j;
+}
+
+/* Latin-1 to UTF-8; the C1 range (Windows-1252's curly quotes and
+ * such) becomes '?'. */
+static char *vmx_latin1(const char *v)
+{
+	size_t n = strlen(v);
+	char *out = malloc(2 * n + 1), *o = out;
+	for (const unsigned char *c = (const unsigned char *)v; out && *c; c++) {
+		if (*c < 0x80) {
+			*o++ = (char)*c;
+		} else if (*c < 0xa0) {
+			*o++ = '?';
+		} else {
+			*o++ = (char)(0xc0 | (*c >> 6));
+			*o++ = (char)(0x80 | (*c & 0x3f));
+		}
+	}
+	if (out)
+		*o = 0;
+	return out;
+}
+
+/* Values are UTF-8 unless .encoding names a Latin-1 code page (old
+ * Workstation on Windows wrote "windows-1252"); those are converted, and
+ * any other encoding is refused when a value needs it. */
+static int vmx_tab_encoding(struct vmx_tab *t, const char *enc, struct vdk_err *e)
+{
+	bool latin1 = enc && (!strcasecmp(enc, "windows-1252") || !strcasecmp(enc, "iso-8859-1") ||
+	                      !strcasecmp(enc, "latin1"));
+	bool utf8 = !enc || !strcasecmp(enc, "utf-8") || !strcasecmp(enc, "utf8");
+	for (size_t i = 0; i < t->n; i++) {
+		struct vmx_kv *kv = &t->v[i];
+		bool ascii = true;
+		for (const char *c = kv->val; *c; c++)
+			ascii &= (unsigned char)*c < 0x80;
+		if (ascii || (utf8 && vmx_utf8_ok((const unsigned char *)kv->val, strlen(kv->val))))
+			continue;
+		if (!latin1)
+			return vdk_bad(e, t->name, "vmx", kv->order, "value of %s is not %s",
+			               kv->key, utf8 ? "UTF-8" : "in a supported encoding");
+		char *v = vmx_latin1(kv->val);
+		if (!v)
+			return vdk_ioerr(e, ENOMEM, t->name, "out of memory");
+		free(kv->val);
+		kv->val = v;
+	}
+	return 0;
 }
 
 static int vmx_tab_build(struct vmx_tab *t, const uint8_t *buf, size_t len, size_t *skipped,
@@ -568,6 +613,8 @@ int vmx_parse(const uint8_t *buf, size_t len, const char *name, struct vmx_vm *v
 	int r = vmx_tab_build(&t, buf, len, &vm->skipped_lines, e);
 	if (r == 0 && t.n == 0)
 		r = vdk_bad(e, name, "vmx", 0, "no key = \"value\" lines: not a .vmx");
+	if (r == 0)
+		r = vmx_tab_encoding(&t, vmx_get(&t, ".encoding"), e);
 	if (r == 0)
 		r = vmx_scalars(&t, vm, e);
 	if (r == 0 && vmx_devices(&t, vm) < 0)

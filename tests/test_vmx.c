@@ -73,6 +73,12 @@ static void test_hostile(void)
 	          !strcmp(vm.name, "caf\xc3\xa9"),
 	      "UTF-8 names are kept");
 	vmx_free(&vm);
+	CHECK(parse(".encoding = \"windows-1252\"\ndisplayName = \"caf\xe9\"\n", &vm, &e) == 0 &&
+	          vm.name && !strcmp(vm.name, "caf\xc3\xa9"),
+	      "a windows-1252 .vmx is converted to UTF-8 (%s)", e.msg);
+	vmx_free(&vm);
+	CHECK(parse(".encoding = \"Shift_JIS\"\ndisplayName = \"\x83\x65\"\n", &vm, &e) < 0,
+	      "an encoding we cannot convert is refused when a value needs it: %s", e.msg);
 	CHECK(parse("memSize = \"99999999999999999999999\"\n", &vm, &e) < 0,
 	      "an overflowing memSize is refused: %s", e.msg);
 	CHECK(parse("numvcpus = \"0\"\n", &vm, &e) < 0, "zero vCPUs are refused");

@@ -31,9 +31,10 @@ static void ova_usage(void)
 	    "  vdkit ova unpack [-O raw|qcow2|vhdx|vmdk] [-o OPTS] [-p] [--require-trusted CAFILE]"
 	    " PKG DIR\n"
 	    "  vdkit ova pack [--name NAME] [--sha1|--sha256|--sha512] [--sign KEY --cert CERT]"
-	    " [-f FMT] [-p] OUT.ova DISK...\n"
+	    " [-f FMT] [-p] OUT.ova DISK...|VM.vmx\n"
 	    "  vdkit ova scan [--output=json] DIR\n"
-	    "PKG is a .ova file, a .ovf file or the folder of an extracted package.\n");
+	    "PKG is a .ova file, a .ovf file or the folder of an extracted package;\n"
+	    "unpack also takes a VMware VM's .vmx (every disk, snapshot chains consolidated).\n");
 }
 
 static void ova_print_json(struct vdk_json *j)
