@@ -159,6 +159,28 @@ else
 	fail "ova pack efi-sas-sata.vmx: $(head -c 300 "$T/err")"
 fi
 
+# --- pvscsi, lsilogic and IDE disks; an NVMe disk ----------------------
+if "$VDKIT" ova pack "$T/multi.ova" "$T/multi/multi.vmx" 2>"$T/err"; then
+	mkdir -p "$T/mx" && tar -C "$T/mx" -xf "$T/multi.ova"
+	got=$(for i in 1 2 3 4 5; do [ -f "$T/mx/multi-disk$i.vmdk" ] && grep -ao 'ddb.adapterType = "[a-z]*"' "$T/mx/multi-disk$i.vmdk"; done | cut -d'"' -f2 | tr '\n' ' ')
+	if [ "$got" = "pvscsi pvscsi lsilogic ide " ]; then pass "multi: four present disks, adapter types pvscsi pvscsi lsilogic ide"; else fail "multi: adapter types '$got'"; fi
+	check "multi: pvscsi is VirtualSCSI in the OVF" grep -q '<rasd:ResourceSubType>VirtualSCSI<' "$T/mx/multi.ovf"
+	check "multi: an IDE controller (ResourceType 5)" grep -q '<rasd:ResourceType>5<' "$T/mx/multi.ovf"
+	check "multi: the disk at scsi0:8 keeps unit 8" grep -q '<rasd:AddressOnParent>8<' "$T/mx/multi.ovf"
+	check "multi: ethernet2 (not present) is left out" test "$(grep -c '<rasd:ResourceType>10<' "$T/mx/multi.ovf")" -eq 2
+	check "multi: ova verify" "$VDKIT" ova verify "$T/multi.ova"
+	[ -n "$OVFPARSE" ] && { "$OVFPARSE" "$T/mx/multi.ovf" >/dev/null 2>&1 && pass "govmomi parses the multi-controller OVF" || fail "govmomi: multi.ovf"; }
+else
+	fail "ova pack multi.vmx: $(head -c 300 "$T/err")"
+fi
+if "$VDKIT" ova pack "$T/nvme.ova" "$T/nvme/nvme.vmx" 2>"$T/err"; then
+	mkdir -p "$T/nx" && tar -C "$T/nx" -xf "$T/nvme.ova"
+	check "nvme: an NVMe controller in the OVF" grep -q 'vmware.nvme.controller' "$T/nx/nvme.ovf"
+	check "nvme: the qcow2 disk packed as VMDK with its content" qemu-img compare "$T/nx/nvme-disk1.vmdk" "$T/nvme/nvme-disk.vmdk"
+else
+	fail "ova pack nvme.vmx: $(head -c 300 "$T/err")"
+fi
+
 # --- bare disks keep working, and now agree with the generic OVF -------
 "$VDKIT" ova pack "$T/bare.ova" "$T/chain/data.vmdk" "$T/efi/win2019.vmdk" 2>"$T/err" || fail "ova pack of bare disks: $(head -c 300 "$T/err")"
 mkdir -p "$T/bx" && tar -C "$T/bx" -xf "$T/bare.ova"
