@@ -124,6 +124,10 @@ static void vmx_json_hw(const struct vmx_vm *vm, struct vdk_json *j)
 	vdk_json_set_u64(j, "os-cim-id", os->cim);
 	if (vm->hw_version)
 		vdk_json_set_u64(j, "hardware-version", vm->hw_version);
+}
+
+static void vmx_json_devs(const struct vmx_vm *vm, struct vdk_json *j)
+{
 	struct vdk_json *a = vdk_json_set_arr(j, "controllers");
 	for (size_t i = 0; a && i < vm->nctrls; i++) {
 		struct vdk_json *c = vdk_json_push_obj(a);
@@ -165,6 +169,7 @@ struct vdk_json *vmx_inventory(struct vmx_folder *f, const struct vdk_open_opts 
 	vdk_json_set_str(j, "filename", f->path);
 	vdk_json_set_str(j, "format", "vmx");
 	vmx_json_hw(&f->vm, j);
+	vmx_json_devs(&f->vm, j);
 	struct vdk_json *a = vdk_json_set_arr(j, "disks");
 	for (size_t i = 0; a && i < f->vm.ndisks; i++) {
 		if (vmx_json_disk(f, i, opts, vdk_json_push_obj(a), e) < 0) {
