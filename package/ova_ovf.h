@@ -3,6 +3,7 @@
 #define VDK_OVA_OVF_H
 
 #include "ova.h"
+#include "vmx.h"
 
 /* OVF descriptor (ova_ovf.c) ----------------------------------------- */
 
@@ -66,8 +67,34 @@ struct ova_pack_disk {
 	uint64_t capacity;
 	uint64_t populated;
 };
-/* An OVF 1.0 envelope (VMware's conventions) for pack. */
-int ova_ovf_write(const char *vm_name, const struct ova_pack_disk *d, size_t n, uint8_t **out,
-                  size_t *len, struct vdk_err *e);
+/* The VM an OVA is packed from (ova_vm.c): its hardware as a .vmx
+ * describes it (or generic hardware for bare disks) and, for each packed
+ * disk, the hardware disk it is. */
+struct ova_vm {
+	const char *id; /* VirtualSystem ovf:id: the package name */
+	struct vmx_vm hw;
+	struct vmx_folder *folder; /* the .vmx, or NULL for bare disks */
+	const struct vmx_dev **disks;
+	size_t ndisks;
+};
+/* Generic hardware for n bare disks: 1 CPU, 1024 MiB, vmx-10, otherGuest64,
+ * LSI Logic SCSI controllers with 15 disks each. */
+int ova_vm_generic(size_t n, struct ova_vm *vm, struct vdk_err *e);
+/* A .vmx: every present hard disk opened (chains resolved) into imgs. */
+int ova_vm_from_vmx(const char *path, struct ova_vm *vm, struct vdk_image ***imgs, size_t *n,
+                    struct vdk_err *e);
+/* What pack opens: one .vmx (its hardware and present disks), or bare
+ * disks (generic hardware; imgs left NULL for the caller to open). */
+int ova_vm_pack_open(struct ova_vm *vm, const char *const *disks, size_t *n,
+                     struct vdk_image ***imgs, struct vdk_err *e);
+void ova_vm_free(struct ova_vm *vm);
+/* The VMDK writer options that make packed disk i agree with the OVF:
+ * ddb.adapterType for its controller, ddb.virtualHWVersion. */
+int ova_vm_disk_opts(const struct ova_vm *vm, size_t i, struct vdk_opts *o, struct vdk_err *e);
+unsigned ova_vm_hw_version(const struct ova_vm *vm);
+
+/* An OVF 1.0 envelope (VMware's conventions) for pack (ova_ovf_write.c). */
+int ova_ovf_write(const struct ova_vm *vm, const struct ova_pack_disk *d, size_t n,
+                  uint8_t **out, size_t *len, struct vdk_err *e);
 
 #endif

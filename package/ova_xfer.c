@@ -430,6 +430,7 @@ struct xf_pack {
 	uint64_t ovf_res, mf_len, cert_res; /* reserved data sizes */
 	uint64_t mtime;
 	struct vdk_sink *out;
+	struct ova_vm vm; /* the hardware the OVF describes (ova_vm.c) */
 };
 
 static char *xf_default_name(const char *out)
@@ -447,15 +448,20 @@ static char *xf_default_name(const char *out)
 
 static int xf_pack_open(struct xf_pack *k, const char *const *disks, struct vdk_err *e)
 {
-	k->imgs = calloc(k->ndisks, sizeof(*k->imgs));
+	/* A VM folder's .vmx brings its hardware and its disks (chains
+	 * opened); bare disks get generic hardware. */
+	int r = ova_vm_pack_open(&k->vm, disks, &k->ndisks, &k->imgs, e);
+	if (r < 0)
+		return r;
+	k->vm.id = k->name;
 	k->pd = calloc(k->ndisks, sizeof(*k->pd));
 	k->hrefs = calloc(k->ndisks, sizeof(*k->hrefs));
 	k->digests = calloc(k->ndisks, sizeof(*k->digests));
 	if (!k->imgs || !k->pd || !k->hrefs || !k->digests)
 		return vdk_ioerr(e, ENOMEM, k->name, "out of memory");
 	for (size_t i = 0; i < k->ndisks; i++) {
-		int r = vdk_image_open_path(disks[i], k->o->in_fmt, NULL, &k->imgs[i], e);
-		if (r < 0)
+		if (!k->imgs[i] &&
+		    (r = vdk_image_open_path(disks[i], k->o->in_fmt, NULL, &k->imgs[i], e)) < 0)
 			return r;
 		if (asprintf(&k->hrefs[i], "%s-disk%zu.vmdk", k->name, i + 1) < 0)
 			return vdk_ioerr(e, ENOMEM, k->name, "out of memory");
@@ -474,7 +480,7 @@ static int xf_pack_reserve(struct xf_pack *k, struct vdk_err *e)
 {
 	uint8_t *buf;
 	size_t len;
-	int r = ova_ovf_write(k->name, k->pd, k->ndisks, &buf, &len, e);
+	int r = ova_ovf_write(&k->vm, k->pd, k->ndisks, &buf, &len, e);
 	if (r < 0)
 		return r;
 	free(buf);
@@ -551,6 +557,8 @@ static int xf_pack_disk(struct xf_pack *k, size_t i, uint64_t *off, struct vdk_e
 		                 "the VMDK writer is not available");
 	int r = vdk_opts_set(&opts, "subformat", "streamOptimized", e);
 	if (r == 0)
+		r = ova_vm_disk_opts(&k->vm, i, &opts, e);
+	if (r == 0)
 		r = ova_tar_member_sink(k->out, *off, k->hrefs[i], k->o->alg, k->mtime, &ms, e);
 	j.sink = ms;
 	if (r == 0)
@@ -568,7 +576,7 @@ static int xf_pack_front(struct xf_pack *k, uint64_t *mf_off, struct vdk_err *e)
 {
 	uint8_t *ovf;
 	size_t len;
-	int r = ova_ovf_write(k->name, k->pd, k->ndisks, &ovf, &len, e);
+	int r = ova_ovf_write(&k->vm, k->pd, k->ndisks, &ovf, &len, e);
 	if (r < 0)
 		return r;
 	if (len > k->ovf_res) {
@@ -667,7 +675,7 @@ int ova_pack(const char *out, const char *const *disks, size_t ndisks,
 	if (r == 0)
 		r = xf_pack_run(&k, out, e);
 	vdk_sink_close(k.out);
-	for (size_t i = 0; i < ndisks; i++) {
+	for (size_t i = 0; i < k.ndisks; i++) {
 		if (k.imgs)
 			vdk_image_close(k.imgs[i]);
 		if (k.hrefs)
@@ -678,5 +686,6 @@ int ova_pack(const char *out, const char *const *disks, size_t ndisks,
 	free(k.pd);
 	free(k.digests);
 	free(k.name);
+	ova_vm_free(&k.vm);
 	return r;
 }

@@ -467,7 +467,11 @@ static void test_ovf_writer(void)
 	size_t len;
 	struct vdk_err e = {0};
 	struct ova_ovf o;
-	CHECK(ova_ovf_write("vm", d, 2, &buf, &len, &e) == 0, "OVF writer");
+	struct ova_vm vm;
+	CHECK(ova_vm_generic(2, &vm, &e) == 0, "generic hardware for two disks");
+	vm.id = "vm";
+	CHECK(ova_ovf_write(&vm, d, 2, &buf, &len, &e) == 0, "OVF writer");
+	ova_vm_free(&vm);
 	CHECK(ova_ovf_parse(buf, len, "w.ovf", &o, &e) == 0, "written OVF parses: %s", e.msg);
 	CHECK(o.ndisks == 2 && o.disks[0].capacity == 1ull << 30 &&
 	          o.disks[1].capacity == 5ull << 20,

@@ -88,6 +88,11 @@ void cli_help_format_opts(const struct vdk_format *fmt, FILE *f);
 int cli_bad_format(const char *what, const char *name, bool writable);
 /* The format, or NULL after printing cli_bad_format's message. */
 const struct vdk_format *cli_find_format(const char *what, const char *name, bool writable);
+/* vdkit info VM.vmx (tools/cmd_vmx.c). */
+int cmd_info_vmx(const char *path, const struct vdk_open_opts *open, bool json);
+/* vdkit ova unpack VM.vmx DIR (tools/cmd_vmx.c). */
+int cmd_unpack_vmx(const char *vmx, const char *dir, const char *out_fmt, struct vdk_opts *wopts,
+                   const struct vdk_convert_opts *conv);
 
 #endif
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "vmx.h"
 
 struct image_args {
 	const char *fmt;
@@ -140,6 +141,9 @@ int cmd_info(int argc, char **argv)
 	int r = image_args(argc, argv, false, &a);
 	if (r)
 		return r;
+	/* A VM folder's .vmx: the VM's inventory (tools/cmd_vmx.c). */
+	if (vmx_is_vmx_path(a.path))
+		return cmd_info_vmx(a.path, &a.open, a.json);
 	/* An overlay whose backing file has not arrived yet still answers
 	 * (qemu-img's info reads the header only; CDI inspects overlays
 	 * before their parents): opened again without its backing file. A

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "vmx.h"
 #include "ova.h"
 
 enum {
@@ -30,9 +31,10 @@ static void ova_usage(void)
 	    "  vdkit ova unpack [-O raw|qcow2|vhdx|vmdk] [-o OPTS] [-p] [--require-trusted CAFILE]"
 	    " PKG DIR\n"
 	    "  vdkit ova pack [--name NAME] [--sha1|--sha256|--sha512] [--sign KEY --cert CERT]"
-	    " [-f FMT] [-p] OUT.ova DISK...\n"
+	    " [-f FMT] [-p] OUT.ova DISK...|VM.vmx\n"
 	    "  vdkit ova scan [--output=json] DIR\n"
-	    "PKG is a .ova file, a .ovf file or the folder of an extracted package.\n");
+	    "PKG is a .ova file, a .ovf file or the folder of an extracted package;\n"
+	    "unpack also takes a VMware VM's .vmx (every disk, snapshot chains consolidated).\n");
 }
 
 static void ova_print_json(struct vdk_json *j)
@@ -210,6 +212,11 @@ static int ova_unpack_cmd(int argc, char **argv)
 	if (progress && isatty(2)) {
 		uo.conv.progress = ova_progress;
 		uo.conv.progress_ctx = &last;
+	}
+	if (vmx_is_vmx_path(argv[optind])) { /* a VM folder (tools/cmd_vmx.c) */
+		rc = cmd_unpack_vmx(argv[optind], argv[optind + 1], uo.out_fmt, &wopts, &uo.conv);
+		vdk_opts_free(&wopts);
+		return rc;
 	}
 	struct ova_pkg *p;
 	if (ova_pkg_open(argv[optind], &p, &e) < 0) {
