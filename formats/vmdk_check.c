@@ -63,21 +63,20 @@ static void vmdk_iv_merge(struct vmdk_ivs *s)
 	s->n = k + 1;
 }
 
-/* The merged interval that [lo, hi) meets, or NULL. */
+/* The merged interval holding lo, else the first one inside [lo, hi). */
 static const struct vmdk_iv *vmdk_iv_find(const struct vmdk_ivs *s, uint64_t lo, uint64_t hi)
 {
-	size_t a = 0, b = s->n; /* first interval with v.lo >= hi is at b */
+	size_t a = 0, b = s->n; /* a: the number of intervals starting at or before lo */
 	while (a < b) {
 		size_t m = a + (b - a) / 2;
-		if (s->v[m].lo < hi)
+		if (s->v[m].lo <= lo)
 			a = m + 1;
 		else
 			b = m;
 	}
-	if (a == 0)
-		return NULL;
-	const struct vmdk_iv *c = &s->v[a - 1];
-	return c->hi > lo ? c : NULL;
+	if (a > 0 && s->v[a - 1].hi > lo)
+		return &s->v[a - 1];
+	return a < s->n && s->v[a].lo < hi ? &s->v[a] : NULL;
 }
 
 static uint64_t vmdk_dir_bytes(const struct vmdk_sparse *sp)
@@ -119,7 +118,8 @@ static int vmdk_gt_meta(struct vdk_src *src, const struct vmdk_sparse *sp, struc
 			if (at < s->v[k].hi && s->v[k].lo < at + (uint64_t)sp->gtes * 4)
 				return vdk_bad(e, src->name, "vmdk", sp->gd_off + 4 * i,
 				               "grain directory entry %" PRIu64
-				               " points its grain table at %" PRIu64 ", inside the %s",
+				               " points its grain table at %" PRIu64
+				               ", inside the %s",
 				               i, at, s->v[k].what);
 		uint64_t lo = at >= mark ? at - mark : at;
 		vmdk_iv_add(s, lo, tb + (at - lo), "grain table");
@@ -191,8 +191,8 @@ static int vmdk_check_grains(struct vdk_src *src, const struct vmdk_sparse *sp,
 			uint32_t gte = sp->gt[i][j];
 			if (gte <= VMDK_GTE_ZEROED)
 				continue;
-			int r = vmdk_check_grain(src, sp, s, i * sp->gtes + j, base + 4 * (uint64_t)j,
-			                         gte, e);
+			int r = vmdk_check_grain(src, sp, s, i * sp->gtes + j,
+			                         base + 4 * (uint64_t)j, gte, e);
 			if (r < 0)
 				return r;
 		}
