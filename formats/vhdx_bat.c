@@ -46,12 +46,15 @@ static int vhdx_block_meta(struct vdk_image *img, uint64_t at, uint64_t off, uin
 	    {s->bat_off, s->bat_len, "BAT"},
 	    {s->meta_off, s->meta_len, "metadata"},
 	};
+	size_t hit = VDK_ARRAY_SIZE(m);
 	for (size_t k = 0; k < VDK_ARRAY_SIZE(m); k++)
-		if (m[k].len && off < m[k].off + m[k].len && m[k].off < off + len)
-			return BAD(
-			    img, at, "%s at file offset %llu lies inside the %s region at %llu",
-			    what, (unsigned long long)off, m[k].what, (unsigned long long)m[k].off);
-	return 0;
+		if (m[k].len && off < m[k].off + m[k].len && m[k].off < off + len &&
+		    (hit == VDK_ARRAY_SIZE(m) || m[k].off <= off))
+			hit = k; /* name the region the block starts in, if any */
+	if (hit == VDK_ARRAY_SIZE(m))
+		return 0;
+	return BAD(img, at, "%s at file offset %llu lies inside the %s region at %llu", what,
+	           (unsigned long long)off, m[hit].what, (unsigned long long)m[hit].off);
 }
 
 static int vhdx_check_payload(struct vdk_image *img, uint64_t b, struct vdk_err *e)
