@@ -1,6 +1,6 @@
 /* Shared by the disk-reader harnesses: once an image opened, exercise what
  * a conversion would, on a sample so that every input stays fast (>= 2,000
- * execs/s): extents of two 32 MiB windows (the start and the middle),
+ * execs/s): extents of two 8 MiB windows (the start and the middle),
  * reads of the head and tail of a bounded number of their DATA extents,
  * reads at a few offsets spread over the whole disk (deep tables without
  * walking them), a read across blocks at an odd offset, info and check. */
@@ -13,9 +13,9 @@
 #include "format.h"
 
 #define FUZZ_WALK_BUF    (64u << 10)
-#define FUZZ_WALK_WINDOW (32ull << 20) /* virtual bytes per extents call */
-#define FUZZ_WALK_READS  24            /* DATA extents sampled */
-#define FUZZ_WALK_PIECE  4096          /* bytes read at each end of a sampled extent */
+#define FUZZ_WALK_WINDOW (8ull << 20) /* virtual bytes per extents call */
+#define FUZZ_WALK_READS  24           /* DATA extents sampled */
+#define FUZZ_WALK_PIECE  4096         /* bytes read at each end of a sampled extent */
 
 static void fuzz_walk_read(struct vdk_image *img, uint8_t *buf, uint64_t off, uint64_t n)
 {
