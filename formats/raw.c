@@ -70,9 +70,21 @@ static int raw_pread(struct vdk_image *img, void *buf, size_t len, uint64_t off,
 
 /* Writer --------------------------------------------------------------- */
 
+extern const struct vdk_format vdk_format_raw;
+
+/* A raw copy of a raw file is exact: the reader pads a 1000-byte file to
+ * the 1024-byte disk qemu-img reports, but raw output needs no whole
+ * sectors, so the writer stops at the source's last byte. */
 struct raw_wstate {
-	bool full; /* preallocation=full: zeroes are written, never punched */
+	bool full;    /* preallocation=full: zeroes are written, never punched */
+	uint64_t end; /* bytes of output: w->size, or the raw source's size */
 };
+
+static uint64_t raw_clip(const struct vdk_writer *w, uint64_t off, uint64_t len)
+{
+	const struct raw_wstate *ws = w->state;
+	return off >= ws->end ? 0 : VDK_MIN(len, ws->end - off);
+}
 
 /* preallocation (qemu-img's): falloc reserves every block up front (and
  * fails where the filesystem cannot, so a caller may fall back); full
@@ -105,6 +117,12 @@ static int raw_create(struct vdk_writer *w, struct vdk_err *e)
 		w->caps |= VDK_WCAP_ZEROED;
 	if (w->sink->fd >= 0)
 		w->caps |= VDK_WCAP_CLONE;
+	struct raw_wstate *ws = w->state;
+	const struct vdk_image *src = w->source;
+	ws->end = w->size;
+	if (src && src->fmt == &vdk_format_raw && src->src && src->src->size < w->size &&
+	    vdk_round_up(src->src->size, 512) == w->size)
+		ws->end = src->src->size;
 	if (w->sink->limit && w->size > w->sink->limit)
 		return vdk_err_set(e, VDK_E_USAGE, ENOSPC, w->sink->name, "raw", VDK_NO_OFFSET,
 		                   "the output holds %llu bytes, the disk needs %llu",
@@ -115,12 +133,16 @@ static int raw_create(struct vdk_writer *w, struct vdk_err *e)
 static int raw_write(struct vdk_writer *w, const void *buf, size_t len, uint64_t off,
                      struct vdk_err *e)
 {
-	return vdk_sink_pwrite(w->sink, buf, len, off, e);
+	size_t n = (size_t)raw_clip(w, off, len);
+	return n ? vdk_sink_pwrite(w->sink, buf, n, off, e) : 0;
 }
 
 static int raw_write_zeroes(struct vdk_writer *w, uint64_t off, uint64_t len, struct vdk_err *e)
 {
 	static const uint8_t z[65536];
+	len = raw_clip(w, off, len);
+	if (!len)
+		return 0;
 	if (!((struct raw_wstate *)w->state)->full)
 		return vdk_sink_zero(w->sink, off, len, e);
 	while (len) {
@@ -137,12 +159,15 @@ static int raw_write_zeroes(struct vdk_writer *w, uint64_t off, uint64_t len, st
 static int raw_clone(struct vdk_writer *w, uint64_t off, uint64_t len, int src_fd, uint64_t src_off,
                      enum vdk_clone_mode mode, struct vdk_err *e)
 {
+	if (raw_clip(w, off, len) != len)
+		return -EOPNOTSUPP; /* the padded tail: copied (and clipped) by write */
 	return vdk_sink_clone(w->sink, off, len, src_fd, src_off, mode, e);
 }
 
 static int raw_finalize(struct vdk_writer *w, struct vdk_err *e)
 {
-	return vdk_sink_truncate(w->sink, w->size, e);
+	const struct raw_wstate *ws = w->state;
+	return vdk_sink_truncate(w->sink, ws->end, e);
 }
 
 /* In place: ftruncate, and for preallocation=falloc|full reserve or zero

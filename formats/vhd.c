@@ -130,11 +130,43 @@ static int vhd_read_header(struct vdk_image *img, struct vhd_state *s, struct vd
 	s->max_entries = vdk_be32(s->hdr + VHD_H_MAX_ENTRIES);
 	s->bat_off = vdk_be64(s->hdr + VHD_H_TABLE_OFFSET);
 	s->nblocks = (img->size + s->block_size - 1) / s->block_size;
+	/* qemu refuses more than INT_MAX / 4 entries; the whole table, as the
+	 * header sizes it, must also be in the file (qemu reads all of it). */
+	if (s->max_entries > INT32_MAX / 4 || (uint64_t)s->max_entries * 4 > fsize)
+		return vdk_bad(e, name, FMT, s->hdr_off + VHD_H_MAX_ENTRIES,
+		               "max table entries %u (0x%08x) is more than a %llu-byte file holds",
+		               s->max_entries, s->max_entries, (unsigned long long)fsize);
 	if (s->nblocks > s->max_entries)
 		return vdk_bad(e, name, FMT, s->hdr_off + VHD_H_MAX_ENTRIES,
 		               "the BAT has %u entries but the %llu-byte disk needs %llu",
 		               s->max_entries, (unsigned long long)img->size,
 		               (unsigned long long)s->nblocks);
+	return 0;
+}
+
+/* A block (bitmap and data) must not cover the footer copy, the dynamic
+ * header, the BAT or the footer: reading it would hand metadata to the
+ * guest as data, and writing it (Hyper-V, qemu) would destroy the table. */
+static int vhd_block_meta(struct vdk_image *img, const struct vhd_state *s, uint64_t i, uint64_t at,
+                          uint64_t span, struct vdk_err *e)
+{
+	uint64_t fsize = img->src->size;
+	struct {
+		uint64_t off, len;
+		const char *what;
+	} m[] = {
+	    {0, VHD_FOOTER_SIZE, "footer copy"},
+	    {s->hdr_off, VHD_DYNHDR_SIZE, "dynamic header"},
+	    {s->bat_off, vdk_round_up((uint64_t)s->max_entries * 4, VHD_SECTOR), "BAT"},
+	    {fsize - VHD_FOOTER_SIZE, s->footer_off ? VHD_FOOTER_SIZE : 0, "footer"},
+	};
+	for (size_t k = 0; k < VDK_ARRAY_SIZE(m); k++)
+		if (m[k].len && at < m[k].off + m[k].len && m[k].off < at + span)
+			return vdk_bad(
+			    e, img->src->name, FMT, s->bat_off + 4 * i,
+			    "BAT entry %llu points block [%llu, +%llu) into the %s at %llu",
+			    (unsigned long long)i, (unsigned long long)at, (unsigned long long)span,
+			    m[k].what, (unsigned long long)m[k].off);
 	return 0;
 }
 
@@ -169,6 +201,8 @@ static int vhd_read_bat(struct vdk_image *img, struct vhd_state *s, struct vdk_e
 			            "block %llu at offset %llu runs past the end of the file "
 			            "(truncated image?)",
 			            (unsigned long long)i, (unsigned long long)v * VHD_SECTOR);
+		else
+			r = vhd_block_meta(img, s, i, (uint64_t)v * VHD_SECTOR, span, e);
 	}
 	free(raw);
 	return r;

@@ -73,6 +73,15 @@ static int vhdx_read_headers(struct vdk_image *img, struct vdk_err *e)
 	if (!v0 && !v1)
 		return BAD(img, VHDX_HDR1_OFF,
 		           "neither header is valid (bad signature, CRC-32C or version)");
+	if (v0 && v1 && vdk_le64(h[1] + VHDX_H_SEQ) == vdk_le64(h[0] + VHDX_H_SEQ) &&
+	    memcmp(h[0], h[1], VHDX_HDR_SIZE) != 0)
+		/* MS-VHDX 2.2.2.1: the current header has the greater sequence
+		 * number. Disk2vhd writes two identical headers; two different
+		 * ones with one number leave no current header (qemu agrees). */
+		return BAD(img, VHDX_HDR2_OFF + VHDX_H_SEQ,
+		           "both headers are valid with sequence number %llu but differ: "
+		           "which one is current is ambiguous",
+		           (unsigned long long)vdk_le64(h[0] + VHDX_H_SEQ));
 	if (v0 && v1)
 		s->hdr_idx = vdk_le64(h[1] + VHDX_H_SEQ) > vdk_le64(h[0] + VHDX_H_SEQ) ? 1 : 0;
 	else

@@ -31,6 +31,32 @@ static uint64_t vhdx_block_bytes(const struct vdk_image *img, uint64_t b)
 	return VDK_MIN((uint64_t)s->block_size, img->size - b * s->block_size);
 }
 
+/* A payload block or sector bitmap inside the log, BAT or metadata region
+ * would hand metadata to the guest as data (the first MiB is refused by
+ * the callers). */
+static int vhdx_block_meta(struct vdk_image *img, uint64_t at, uint64_t off, uint64_t len,
+                           const char *what, struct vdk_err *e)
+{
+	const struct vhdx_state *s = img->state;
+	struct {
+		uint64_t off, len;
+		const char *what;
+	} m[] = {
+	    {s->log_off, s->log_len, "log"},
+	    {s->bat_off, s->bat_len, "BAT"},
+	    {s->meta_off, s->meta_len, "metadata"},
+	};
+	size_t hit = VDK_ARRAY_SIZE(m);
+	for (size_t k = 0; k < VDK_ARRAY_SIZE(m); k++)
+		if (m[k].len && off < m[k].off + m[k].len && m[k].off < off + len &&
+		    (hit == VDK_ARRAY_SIZE(m) || m[k].off <= off))
+			hit = k; /* name the region the block starts in, if any */
+	if (hit == VDK_ARRAY_SIZE(m))
+		return 0;
+	return BAD(img, at, "%s at file offset %llu lies inside the %s region at %llu", what,
+	           (unsigned long long)off, m[hit].what, (unsigned long long)m[hit].off);
+}
+
 static int vhdx_check_payload(struct vdk_image *img, uint64_t b, struct vdk_err *e)
 {
 	struct vhdx_state *s = img->state;
@@ -60,7 +86,8 @@ static int vhdx_check_payload(struct vdk_image *img, uint64_t b, struct vdk_err 
 			           "the file (%llu bytes)",
 			           (unsigned long long)b, (unsigned long long)VHDX_BAT_OFF(ent),
 			           (unsigned long long)s->fsize);
-		return 0;
+		return vhdx_block_meta(img, at, VHDX_BAT_OFF(ent), vhdx_block_bytes(img, b),
+		                       "payload block", e);
 	default:
 		return BAD(img, at, "block %llu has invalid state %u", (unsigned long long)b, st);
 	}
@@ -82,6 +109,10 @@ static int vhdx_check_bitmaps(struct vdk_image *img, struct vdk_err *e)
 			           "sector bitmap at file offset %llu is "
 			           "beyond the end of the file",
 			           (unsigned long long)VHDX_BAT_OFF(ent));
+		int r = vhdx_block_meta(img, s->bat_off + 8 * i, VHDX_BAT_OFF(ent), VHDX_SB_SIZE,
+		                        "sector bitmap block", e);
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }

@@ -147,6 +147,16 @@ static int vhdx_add_op(struct vdk_image *img, const struct vhdx_op *op, size_t *
 	if (vdk_add_overflow(op->off, op->len, &end) || end > VHDX_LAST_OFF_MAX)
 		return BAD(img, s->log_off, "log write at %llu is out of range",
 		           (unsigned long long)op->off);
+	/* Hyper-V never logs the file identifier and headers, nor the log
+	 * itself (MS-VHDX 2.3): such an entry would change what the rest of
+	 * the replay reads. check -r refuses the same (vhdx_repair.c). */
+	if (op->off < VHDX_RT1_OFF)
+		return BAD(img, s->log_off, "the log writes [%llu, +%llu) into the header area",
+		           (unsigned long long)op->off, (unsigned long long)op->len);
+	if (op->off < s->log_off + s->log_len && s->log_off < end)
+		return BAD(img, s->log_off,
+		           "the log writes [%llu, +%llu) over the log region itself",
+		           (unsigned long long)op->off, (unsigned long long)op->len);
 	if (s->nops == *cap) {
 		size_t ncap = *cap ? *cap * 2 : 64;
 		struct vhdx_op *v = realloc(s->ops, ncap * sizeof(*v));

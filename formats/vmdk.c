@@ -579,45 +579,11 @@ static int vmdk_info(struct vdk_image *img, struct vdk_json *data, struct vdk_er
 	return 0;
 }
 
-static int vmdk_cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 static void vmdk_finding(struct vdk_check *r, const char *file, const char *what, uint64_t n)
 {
 	if (n)
 		vdk_findings_add(&r->findings, VDK_ERROR, file, VDK_NO_OFFSET, "%" PRIu64 " %s", n,
 		                 what);
-}
-
-/* Grains whose data lies past the end of the file, and grains that two
- * table entries share (qemu-img check's "leaked/overlap" class). */
-static int vmdk_check_sparse(const struct vmdk_ext *x, const char *file, struct vdk_check *r)
-{
-	const struct vmdk_sparse *sp = &x->sp;
-	uint64_t n = 0, cap = 0, past = 0, dup = 0;
-	for (uint64_t i = 0; i < sp->gd_n; i++)
-		cap += sp->gt[i] ? sp->gtes : 0;
-	uint32_t *all = malloc((cap ? cap : 1) * sizeof(*all));
-	if (!all)
-		return -ENOMEM;
-	for (uint64_t i = 0; i < sp->gd_n; i++)
-		for (uint32_t j = 0; sp->gt[i] && j < sp->gtes; j++)
-			if (sp->gt[i][j] > VMDK_GTE_ZEROED)
-				all[n++] = sp->gt[i][j];
-	uint64_t need = sp->compressed ? VMDK_SECTOR : sp->grain;
-	for (uint64_t i = 0; i < n; i++)
-		past += !vdk_range_ok((uint64_t)all[i] * VMDK_SECTOR, need, sp->file_size);
-	qsort(all, n, sizeof(*all), vmdk_cmp_u32);
-	for (uint64_t i = 1; i < n; i++)
-		dup += all[i] == all[i - 1];
-	free(all);
-	r->corruptions += past + dup;
-	vmdk_finding(r, file, "grains past the end of the file", past);
-	vmdk_finding(r, file, "grains referenced twice", dup);
-	return 0;
 }
 
 static int vmdk_check(struct vdk_image *img, struct vdk_check *r, bool repair, struct vdk_err *e)
@@ -638,7 +604,7 @@ static int vmdk_check(struct vdk_image *img, struct vdk_check *r, bool repair, s
 		}
 		if (x->flat || x->zero || x->kind == VMDK_EK_SESPARSE)
 			continue;
-		if (vmdk_check_sparse(x, x->file ? x->file : img->src->name, r) < 0)
+		if (vmdk_sparse_check(&x->sp, x->file ? x->file : img->src->name, r) < 0)
 			return vmdk_oom(img, e);
 	}
 	if (img->dirty)

@@ -138,12 +138,21 @@ struct vmdk_sparse {
 	uint64_t file_size;
 	bool compressed, markers, zero_grain, unclean;
 	uint64_t gt_loaded; /* bytes of grain tables loaded */
+	uint32_t *gd;       /* gd_n grain directory entries (sectors), host order */
+	uint64_t overhead;  /* bytes, KDMV overHead */
+	uint64_t desc_hdr;  /* descriptor bytes the header claims (uncapped) */
+	bool footer;        /* header read from a stream footer (GD at end) */
 };
 
 /* Read the header (the footer's copy when gdOffset is GD_AT_END), the
  * grain directory and every grain table. */
 int vmdk_sparse_open(struct vdk_src *src, struct vmdk_sparse *sp, struct vdk_err *e);
 void vmdk_sparse_free(struct vmdk_sparse *sp);
+/* vmdk_check.c: refuse grain table entries that point into metadata or past
+ * the end of the file, and tables that point into other metadata. */
+int vmdk_sparse_validate(struct vdk_src *src, struct vmdk_sparse *sp, struct vdk_err *e);
+/* vmdk_check.c: the .check op's structural findings for one sparse extent. */
+int vmdk_sparse_check(const struct vmdk_sparse *sp, const char *file, struct vdk_check *r);
 /* Grain table entry for extent-relative byte off (0: unallocated). */
 uint32_t vmdk_sparse_gte(const struct vmdk_sparse *sp, uint64_t off);
 /* Bytes from off to the end of the run sharing one lookup: a grain, or a

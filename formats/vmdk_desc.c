@@ -339,8 +339,18 @@ int vmdk_desc_parse(const char *text, size_t len, const char *file, uint64_t bas
 		return vdk_bad(e, file, "vmdk", base_off, "descriptor larger than %u bytes",
 		               VMDK_DESC_MAX);
 	const char *nul = memchr(text, 0, len);
-	if (nul)
-		len = (size_t)(nul - text);
+	if (nul) {
+		/* Embedded descriptors are padded with NULs to whole sectors; text
+		 * after a NUL would be silently dropped, so it is refused. */
+		size_t at = (size_t)(nul - text);
+		for (size_t i = at; i < len; i++)
+			if (text[i])
+				return vdk_bad(e, file, "vmdk", base_off + at,
+				               "descriptor has a NUL byte followed by more text "
+				               "(at descriptor offset %zu)",
+				               i);
+		len = at;
+	}
 	size_t pos = 0;
 	unsigned no = 0;
 	int r = 0;

@@ -68,6 +68,17 @@ static int vmdk_check_geometry(struct vdk_src *src, struct vmdk_sparse *sp, uint
 		return vmdk_sbad(src, e, VMDK_H_GRAIN, "grain size out of range");
 	if (sp->gtes == 0 || sp->gtes > VMDK_COWD_GTES)
 		return vmdk_sbad(src, e, VMDK_H_GTES, "grain table size out of range");
+	/* Spec 5.0, hosted sparse header: "grainSize must be a power of 2 and
+	 * greater than 8 (4 KB)", "numGTEsPerGT is 512". VMware and qemu-img
+	 * write 128-sector grains and 512 entries; COWD has its own rules. */
+	if (!sp->cowd && (!vdk_is_pow2(grain_sectors) || grain_sectors <= 8))
+		return vdk_bad(e, src->name, "vmdk", VMDK_H_GRAIN,
+		               "grainSize of %" PRIu64
+		               " sectors is not a power of two greater than 8",
+		               grain_sectors);
+	if (!sp->cowd && sp->gtes != 512)
+		return vdk_bad(e, src->name, "vmdk", VMDK_H_GTES,
+		               "numGTEsPerGT is %" PRIu32 ", the format defines 512", sp->gtes);
 	sp->capacity = cap_sectors * VMDK_SECTOR;
 	sp->grain = (uint32_t)(grain_sectors * VMDK_SECTOR);
 	uint64_t span = (uint64_t)sp->grain * sp->gtes;
@@ -81,7 +92,8 @@ static int vmdk_parse_kdmv(struct vdk_src *src, struct vmdk_sparse *sp, const ui
 	uint8_t h[VMDK_SECTOR];
 	memcpy(h, h0, sizeof(h));
 	int r;
-	if (vdk_le64(h + VMDK_H_GD) == VMDK_GD_AT_END && (r = vmdk_read_footer(src, h, e)) < 0)
+	sp->footer = vdk_le64(h + VMDK_H_GD) == VMDK_GD_AT_END;
+	if (sp->footer && (r = vmdk_read_footer(src, h, e)) < 0)
 		return r;
 	sp->version = vdk_le32(h + VMDK_H_VERSION);
 	if (sp->version < 1 || sp->version > 3)
@@ -109,6 +121,14 @@ static int vmdk_parse_kdmv(struct vdk_src *src, struct vmdk_sparse *sp, const ui
 	    (r = vmdk_sectors_to_bytes(src, vdk_le64(h + VMDK_H_GD), VMDK_H_GD, &sp->gd_off, e)) <
 	        0)
 		return r;
+	uint64_t ovh = vdk_le64(h + VMDK_H_OVERHEAD);
+	if (ovh > src->size / VMDK_SECTOR)
+		return vdk_bad(e, src->name, "vmdk", VMDK_H_OVERHEAD,
+		               "overHead of %" PRIu64 " sectors lies past the end of the %" PRIu64
+		               "-byte file",
+		               ovh, src->size);
+	sp->overhead = ovh * VMDK_SECTOR;
+	sp->desc_hdr = doff ? dlen : 0;
 	if (doff && dlen) {
 		/* qemu reads at most 1 MiB of descriptor; so do we, inside the file. */
 		if (doff >= src->size)
@@ -235,7 +255,7 @@ static int vmdk_load_tables(struct vdk_src *src, struct vmdk_sparse *sp, struct 
 		r = vdk_err_set(e, VDK_E_IO, ENOMEM, src->name, "vmdk", VDK_NO_OFFSET,
 		                "out of memory");
 	free(raw);
-	free(gd);
+	sp->gd = gd;
 	return r;
 }
 
@@ -257,6 +277,8 @@ int vmdk_sparse_open(struct vdk_src *src, struct vmdk_sparse *sp, struct vdk_err
 		r = vmdk_sbad(src, e, 0, "not a sparse extent (no KDMV or COWD magic)");
 	if (r == 0)
 		r = vmdk_load_tables(src, sp, e);
+	if (r == 0)
+		r = vmdk_sparse_validate(src, sp, e);
 	if (r < 0)
 		vmdk_sparse_free(sp);
 	return r;
@@ -269,6 +291,8 @@ void vmdk_sparse_free(struct vmdk_sparse *sp)
 			free(sp->gt[i]);
 	free(sp->gt);
 	sp->gt = NULL;
+	free(sp->gd);
+	sp->gd = NULL;
 }
 
 uint32_t vmdk_sparse_gte(const struct vmdk_sparse *sp, uint64_t off)
@@ -385,7 +409,16 @@ int vmdk_sparse_read(struct vdk_src *src, const struct vmdk_sparse *sp, uint32_t
 		                   "out of memory");
 	if (res)
 		return vmdk_sbad(src, e, at, "compressed grain does not inflate");
-	/* A short last grain reads as zeroes after its data. */
+	/* Only the disk's last grain may inflate short (producers compress
+	 * just the part inside the capacity): it reads as zeroes after its
+	 * data. Anywhere else the data is damaged, and zero-filling would
+	 * convert the damage silently. */
+	uint64_t gstart = off - in;
+	if (got < sp->grain && gstart + sp->grain < sp->capacity)
+		return vdk_bad(e, src->name, "vmdk", at,
+		               "compressed grain at virtual offset %" PRIu64
+		               " inflates to %zu bytes, short of the %" PRIu32 "-byte grain",
+		               gstart, got, sp->grain);
 	if (got < sp->grain)
 		memset(dst + got, 0, sp->grain - got);
 	if (dst != buf)

@@ -40,8 +40,7 @@ static void fuzz_vhd_reseal(uint8_t *d, size_t n)
 	if (vdk_range_ok(h, VHD_DYNHDR_SIZE, n))
 		vdk_put_be32(d + h + VHD_H_CHECKSUM,
 		             vhd_checksum(d + h, VHD_DYNHDR_SIZE, VHD_H_CHECKSUM));
-	vdk_put_be32(foot + VHD_F_CHECKSUM,
-	             vhd_checksum(foot, VHD_FOOTER_SIZE, VHD_F_CHECKSUM));
+	vdk_put_be32(foot + VHD_F_CHECKSUM, vhd_checksum(foot, VHD_FOOTER_SIZE, VHD_F_CHECKSUM));
 	if (foot != d && !memcmp(d, "conectix", 8))
 		memmove(d, foot, VHD_FOOTER_SIZE);
 }

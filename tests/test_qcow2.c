@@ -126,8 +126,9 @@ static void roundtrip(const uint8_t *pat, const char *opts, bool enc)
 	          ck.image_end_offset == vdk_round_up(len, im->cluster_size),
 	      "[%s] check: %llu corruptions, %llu leaks, image end %llu of %zu (%s%s)",
 	      opts ? opts : "default", (unsigned long long)ck.corruptions,
-	      (unsigned long long)ck.leaks, (unsigned long long)ck.image_end_offset, len, ck.msg,
-	      e.msg);
+	      (unsigned long long)ck.leaks, (unsigned long long)ck.image_end_offset, len,
+	      ck.findings.n ? ck.findings.v[0].msg : "", e.msg);
+	vdk_findings_free(&ck.findings);
 	free(back);
 	vdk_image_close(im);
 	free(img);
@@ -148,9 +149,11 @@ static void check_leak(const uint8_t *good, size_t len)
 	if (r == 0) {
 		struct vdk_check ck = {0};
 		r = im->fmt->check(im, &ck, false, &e);
+		const char *first = ck.findings.n ? ck.findings.v[0].msg : "";
 		CHECK(r == 0 && ck.leaks == 1 && ck.corruptions == 0 &&
-		          strstr(ck.msg, "Leaked cluster 0"),
-		      "check counts one leak: %s", ck.msg);
+		          strstr(first, "Leaked cluster 0"),
+		      "check counts one leak: %s", first);
+		vdk_findings_free(&ck.findings);
 		struct vdk_check fx = {.fix = VDK_FIX_LEAKS};
 		r = im->fmt->check(im, &fx, true, &e);
 		CHECK(r < 0 && strstr(e.msg, "qcow2") && strstr(e.msg, "plain file") &&

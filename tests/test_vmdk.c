@@ -112,11 +112,17 @@ static void test_desc_errors(void)
 	CHECK(vmdk_desc_parse(big, (size_t)(p - big), "t.vmdk", 0, &d, &e) < 0,
 	      "more than %u extents refused", VMDK_MAX_EXTENTS);
 	free(big);
-	/* A NUL ends an embedded descriptor (the rest of its sectors). */
-	static const char emb[] = "CID=5\n\0garbage that is not a descriptor";
+	/* NULs pad an embedded descriptor to its sectors; text after a NUL
+	 * would be dropped silently, so it is refused. */
+	static const char emb[] = "CID=5\n\0\0\0\0";
 	vdk_err_clear(&e);
 	CHECK(vmdk_desc_parse(emb, sizeof(emb), "t", 0, &d, &e) == 0 && d.cid == 5,
 	      "NUL-padded embedded descriptor");
+	vmdk_desc_free(&d);
+	static const char cut[] = "CID=5\n\0createType=\"monolithicFlat\"\n";
+	vdk_err_clear(&e);
+	CHECK(vmdk_desc_parse(cut, sizeof(cut), "t", 0, &d, &e) < 0 && strstr(e.msg, "NUL"),
+	      "text after a NUL in a descriptor refused: %s", e.msg);
 	vmdk_desc_free(&d);
 }
 

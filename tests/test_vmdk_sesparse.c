@@ -125,7 +125,7 @@ static void test_decode(void)
 	img = se_open(b, len, &e);
 	memset(&c, 0, sizeof(c));
 	CHECK(img && img->fmt->check(img, &c, false, &e) == 0 && c.corruptions == 1 &&
-	          strstr(c.msg, "referenced twice"),
+	          c.findings.n && strstr(c.findings.v[0].msg, "referenced twice"),
 	      "check: a grain referenced twice is a corruption");
 	vdk_image_close(img);
 	free(b);
