@@ -97,10 +97,10 @@ obj-asan/%.o: %.c | deps
 	@mkdir -p $(dir $@)
 	@echo "  CC-SAN  $<"
 	@$(CC) $(ALL_CFLAGS) -O1 $(SAN) -c $< -o $@
-fuzz/bin/replay_%: fuzz/fuzz_%.c fuzz/replay.c $(ASAN_OBJ)
+fuzz/bin/replay_%: fuzz/fuzz_%.c fuzz/replay.c $(wildcard fuzz/*.h) $(ASAN_OBJ)
 	@mkdir -p fuzz/bin
 	@echo "  LD-SAN  $@"
-	@$(CC) $(ALL_CFLAGS) -O1 $(SAN) -o $@ $^ $(LIBS)
+	@$(CC) $(ALL_CFLAGS) -O1 $(SAN) -o $@ $(filter %.c %.o,$^) $(LIBS)
 
 # Allocation-failure sweep: vdkit's own allocations go through wraps that
 # fail the Nth call; run under ASan so every failed run is leak-checked.

@@ -49,6 +49,7 @@ static void fuzz_se_walk(struct vdk_image *img)
 	}
 	struct vdk_check r = {0};
 	img->fmt->check(img, &r, false, &e);
+	vdk_findings_free(&r.findings);
 }
 
 static void fuzz_se_one(const uint8_t *data, size_t size)

@@ -71,6 +71,7 @@ static void fuzz_walk_image(struct vdk_image *img, const char *name)
 	struct vdk_check r = {0};
 	if (img->fmt->check)
 		img->fmt->check(img, &r, false, &e);
+	vdk_findings_free(&r.findings);
 }
 
 #endif

@@ -61,7 +61,7 @@ refused vmdk-truncated vmdk "truncated image" "$T/trunc.vmdk"
 cp "$T/s.vmdk" "$T/dup.vmdk" && $DMG vmdk:gte-dup "$T/dup.vmdk"
 out=$("$VDKIT" check "$T/dup.vmdk" 2>&1)
 rc=$?
-[ $rc -eq 1 ] && [[ "$out" == *"referenced twice"* ]] && [[ "$out" == *"file offset"* ]] &&
+[ $rc -eq 2 ] && [[ "$out" == *"referenced twice"* ]] && [[ "$out" == *"at offset"* ]] &&
 	pass "vmdk check: a grain referenced twice is a corruption with its offset" ||
 	fail "vmdk check (rc $rc): $out"
 qemu-img convert -f raw -O vmdk -o subformat=streamOptimized "$T/src.raw" "$T/st.vmdk"

@@ -93,7 +93,7 @@ done
 gen_raw "$T/big.raw" $((160 << 20)) 3
 bad=0
 for i in 1 2 3 4 5; do
-	"$VDKIT" convert -q -O qcow2 -c "$T/big.raw" "$D/int.qcow2" >/dev/null 2>&1 &
+	"$VDKIT" convert -q -O qcow2 -c -o compression_level=12 "$T/big.raw" "$D/int.qcow2" >/dev/null 2>&1 &
 	pid=$!; sleep 0.3; kill -INT $pid; kill -INT $pid 2>/dev/null; kill -INT $pid 2>/dev/null
 	wait $pid; rc=$?
 	{ [ $rc -ne 0 ] && [ ! -e "$D/int.qcow2" ] && [ "$(leftovers)" -eq 0 ]; } || bad=$((bad + 1))
