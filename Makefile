@@ -18,7 +18,6 @@ HAVE_ISAL = $(eval HAVE_ISAL := $(shell pkg-config --exists libisal && echo 1))$
 PKGS = zlib libxml-2.0 libcrypto uuid libdeflate libzstd libnbd libnfs $(if $(HAVE_ISAL),libisal)
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror
-VDKIT_VERSION ?= 0.1
 # -fPIC: the same library objects also go into the nbdkit plugin (a .so).
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -pthread -fPIC $(WARN) \
 	-Iconvert -Iformats -Ipackage -Iremote -MMD -MP
@@ -75,16 +74,16 @@ bin/vmdk2vhdx: obj/tools/vmdk2vhdx.o $(TOOL_COMMON_OBJ) bin/libvdkit.a | bin
 bin/vdk-rawsha: obj/tests/rawsha.o bin/libvdkit.a | bin
 	@echo "  LD      $@"
 	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
-bin/vdk-gen: obj/tests/gen.o | bin
+bin/vdk-gen: obj/tests/gen.o bin/libvdkit.a | bin
 	@echo "  LD      $@"
 	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
 # nbdkit resolves nbdkit_* when it loads the plugin; the library's own
 # symbols stay private to the .so (--exclude-libs).
-obj/plugin/vdkit.o: ALL_CFLAGS += $(shell pkg-config --cflags nbdkit) -DVDKIT_VERSION='"$(VDKIT_VERSION)"'
+obj/plugin/vdkit.o: ALL_CFLAGS += $(shell pkg-config --cflags nbdkit)
 bin/nbdkit-vdkit-plugin.so: obj/plugin/vdkit.o bin/libvdkit.a | bin
 	@echo "  LD      $@"
 	@$(CC) $(ALL_CFLAGS) -shared -Wl,--exclude-libs,ALL -o $@ $^ $(LIBS)
-bin/vdk-gen-delta: obj/tests/gen_delta.o | bin
+bin/vdk-gen-delta: obj/tests/gen_delta.o bin/libvdkit.a | bin
 	@echo "  LD      $@"
 	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
 bin/tests/%: obj/tests/%.o bin/libvdkit.a | bin/tests

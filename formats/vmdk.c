@@ -190,18 +190,27 @@ static int vmdk_parse_at(struct vdk_image *img, uint64_t off, uint64_t len, stru
 	return r;
 }
 
+/* An image that is its own single extent, read from the image's source. */
+static struct vmdk_ext *vmdk_single_extent(struct vdk_image *img, enum vmdk_ext_kind kind)
+{
+	struct vmdk_state *st = img->state;
+	if (!(st->ext = calloc(1, sizeof(*st->ext))))
+		return NULL;
+	st->n_ext = 1;
+	st->ext[0].src = img->src;
+	st->ext[0].kind = kind;
+	return &st->ext[0];
+}
+
 /* A sparse extent opened directly (monolithicSparse, streamOptimized, a
  * lone extent or COWD delta): it is its own single extent, and its embedded
  * descriptor (if any) gives CIDs, parent and ddb. */
 static int vmdk_open_sparse_image(struct vdk_image *img, struct vdk_err *e)
 {
 	struct vmdk_state *st = img->state;
-	if (!(st->ext = calloc(1, sizeof(*st->ext))))
+	struct vmdk_ext *x = vmdk_single_extent(img, VMDK_EK_SPARSE);
+	if (!x)
 		return vmdk_oom(img, e);
-	st->n_ext = 1;
-	struct vmdk_ext *x = &st->ext[0];
-	x->src = img->src;
-	x->kind = VMDK_EK_SPARSE;
 	int r = vmdk_sparse_open(img->src, &x->sp, e);
 	if (r < 0)
 		return r;
@@ -234,12 +243,9 @@ static int vmdk_open_sparse_image(struct vdk_image *img, struct vdk_err *e)
 static int vmdk_open_se_image(struct vdk_image *img, struct vdk_err *e)
 {
 	struct vmdk_state *st = img->state;
-	if (!(st->ext = calloc(1, sizeof(*st->ext))))
+	struct vmdk_ext *x = vmdk_single_extent(img, VMDK_EK_SESPARSE);
+	if (!x)
 		return vmdk_oom(img, e);
-	st->n_ext = 1;
-	struct vmdk_ext *x = &st->ext[0];
-	x->src = img->src;
-	x->kind = VMDK_EK_SESPARSE;
 	int r = vmdk_se_open(img->src, &x->se, e);
 	x->len = x->se.capacity;
 	st->create_type = "seSparse";

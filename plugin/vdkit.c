@@ -32,12 +32,9 @@
 #include "format.h"
 #include "ova.h"
 #include "util.h"
+#include "version.h"
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
-
-#ifndef VDKIT_VERSION
-#define VDKIT_VERSION "unknown"
-#endif
 
 /* More folders than anyone names on a command line; bounded so the
  * NULL-terminated array never grows. */
@@ -197,7 +194,7 @@ static int vdkp_get_ready(void)
 	}
 	snprintf(vdkp.desc, sizeof(vdkp.desc), "%s image %s%s%s (vdkit %s, read-only)",
 	         vdkp.img->fmt->name, vdkp.file, vdkp.member ? ":" : "",
-	         vdkp.member ? vdkp.member : "", VDKIT_VERSION);
+	         vdkp.member ? vdkp.member : "", VDK_VERSION);
 	nbdkit_debug("vdkit: %s, %llu bytes%s", vdkp.desc, (unsigned long long)vdkp.img->size,
 	             vdkp.img->dirty ? ", dirty (log replayed in memory)" : "");
 	return 0;
@@ -205,7 +202,7 @@ static int vdkp_get_ready(void)
 
 static void vdkp_dump_plugin(void)
 {
-	printf("vdkit_version=%s\n", VDKIT_VERSION);
+	printf("vdkit_version=%s\n", VDK_VERSION);
 	const char *sep = "";
 	printf("vdkit_formats=");
 	for (size_t i = 0; vdk_formats[i]; i++) {
@@ -324,7 +321,7 @@ static int vdkp_extents(void *handle, uint32_t count, uint64_t offset, uint32_t 
 static struct nbdkit_plugin plugin = {
     .name = "vdkit",
     .longname = "vdkit: VMDK, VHDX, VHD, qcow2, raw and OVA disks, read-only",
-    .version = VDKIT_VERSION,
+    .version = VDK_VERSION,
     .description = "Serves any virtual disk vdkit reads (VMDK of every kind with snapshot "
                    "chains, VHDX with an unreplayed log, VHD, qcow2 with backing files, raw, "
                    "a disk inside an OVA), read-only.",

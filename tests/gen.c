@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util.h"
+
 #define REGION 65536u
 
 static uint64_t gen_state;
@@ -47,21 +49,6 @@ static void gen_text(uint8_t *p, size_t n, uint64_t region)
 	}
 }
 
-static int gen_write(int fd, const uint8_t *p, size_t n, uint64_t off)
-{
-	while (n) {
-		ssize_t w = pwrite(fd, p, n, (off_t)off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-		off += (uint64_t)w;
-	}
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	int pct = 45, c;
@@ -95,16 +82,16 @@ int main(int argc, char **argv)
 		if (!strcmp(kind, "random") ||
 		    (!strcmp(kind, "pattern") && roll < (unsigned)pct / 2)) {
 			gen_random(buf, n);
-			r = gen_write(fd, buf, n, off);
+			r = vdk_pwrite_full(fd, buf, n, off);
 		} else if (!strcmp(kind, "text") || roll < (unsigned)pct) {
 			gen_text(buf, n, region);
-			r = gen_write(fd, buf, n, off);
+			r = vdk_pwrite_full(fd, buf, n, off);
 		} else if (roll < (unsigned)pct + 10) {
 			memset(buf, 0, n); /* allocated zeroes */
-			r = gen_write(fd, buf, n, off);
+			r = vdk_pwrite_full(fd, buf, n, off);
 		} else if (roll < (unsigned)pct + 15 && n > 1024) {
 			gen_random(buf, 512); /* one sector in a hole */
-			r = gen_write(fd, buf, 512, off + 512 * (gen_next() % (n / 512)));
+			r = vdk_pwrite_full(fd, buf, 512, off + 512 * (gen_next() % (n / 512)));
 		}
 		if (r) {
 			perror(path);

@@ -42,22 +42,6 @@ struct gd_opts {
 	unsigned grain_sec;
 };
 
-static int gd_write(int fd, const void *buf, size_t n, uint64_t off)
-{
-	const uint8_t *p = buf;
-	while (n) {
-		ssize_t w = pwrite(fd, p, n, (off_t)off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-		off += (uint64_t)w;
-	}
-	return 0;
-}
-
 static void gd_data(uint8_t *p, size_t n, uint64_t grain)
 {
 	for (size_t i = 0; i < n; i += 8) {
@@ -259,14 +243,14 @@ static int gd_se_write(int fd, struct gd_se *s, const struct gd_opts *o)
 		vdk_put_le64(gd + 8 * i, s->gd[i]);
 	for (uint64_t i = 0; i < gtb / 8; i++)
 		vdk_put_le64(gt + 8 * i, s->gt[i]);
-	int r = gd_write(fd, h, 512, 0) | gd_write(fd, v, 512, vol * 512) |
-	        gd_write(fd, gd, gdb, s->reg[R_GD][0] * 512 + (s->reg[R_GD][0] ? 0 : 4096)) |
-	        gd_write(fd, gt, gtb, s->reg[R_GT][0] * 512);
+	int r = vdk_pwrite_full(fd, h, 512, 0) | vdk_pwrite_full(fd, v, 512, vol * 512) |
+	        vdk_pwrite_full(fd, gd, gdb, s->reg[R_GD][0] * 512 + (s->reg[R_GD][0] ? 0 : 4096)) |
+	        vdk_pwrite_full(fd, gt, gtb, s->reg[R_GT][0] * 512);
 	for (uint64_t g = 0; r == 0 && g < s->n_gt * SE_GTES; g++) {
 		if (s->kind[g] != 'D')
 			continue;
 		gd_data(grain, 4096, g);
-		r = gd_write(fd, grain, 4096, (s->reg[R_GR][0] + s->cluster[g] * 8) * 512);
+		r = vdk_pwrite_full(fd, grain, 4096, (s->reg[R_GR][0] + s->cluster[g] * 8) * 512);
 	}
 	uint64_t end = (s->reg[R_GR][0] + (o->base + s->n_alloc) * 8) * 512;
 	if (r == 0 && ftruncate(fd, (off_t)end) < 0)
@@ -311,7 +295,7 @@ static int gd_cowd(const struct gd_opts *o, int fd)
 	vdk_put_le32(h + 24, (uint32_t)n_gt);
 	uint8_t *gd = calloc(1, n_gt * 4 + 512), *gt = calloc(n_gt, 16384);
 	uint8_t *grain = malloc(gs * 512);
-	int r = gd && gt && grain ? gd_write(fd, h, sizeof(h), 0) : -1;
+	int r = gd && gt && grain ? vdk_pwrite_full(fd, h, sizeof(h), 0) : -1;
 	for (uint64_t t = 0; t < n_gt; t++)
 		vdk_put_le32(gd + 4 * t, (uint32_t)(gt_at + t * 32));
 	for (uint64_t g = 0; r == 0 && g < grains; g++) {
@@ -324,15 +308,15 @@ static int gd_cowd(const struct gd_opts *o, int fd)
 		else
 			memset(grain, 0, gs * 512);
 		vdk_put_le32(gt + 4 * g, (uint32_t)next);
-		r = gd_write(fd, grain, gs * 512, next * 512);
+		r = vdk_pwrite_full(fd, grain, gs * 512, next * 512);
 		next += gs;
 	}
 	if (r == 0)
-		r = gd_write(fd, gd, n_gt * 4, gd_sec * 512) |
-		    gd_write(fd, gt, n_gt * 16384, gt_at * 512);
+		r = vdk_pwrite_full(fd, gd, n_gt * 4, gd_sec * 512) |
+		    vdk_pwrite_full(fd, gt, n_gt * 16384, gt_at * 512);
 	vdk_put_le32(h + 28, (uint32_t)next); /* file sectors */
 	if (r == 0)
-		r = gd_write(fd, h, sizeof(h), 0);
+		r = vdk_pwrite_full(fd, h, sizeof(h), 0);
 	free(gd);
 	free(gt);
 	free(grain);

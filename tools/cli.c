@@ -241,6 +241,16 @@ int cli_open_opt(int c, const char *arg, struct vdk_open_opts *o)
 	return 0;
 }
 
+int cli_parse_o(struct vdk_opts *o, const char *arg, bool *help)
+{
+	struct vdk_err e = {0};
+	if (!strcmp(arg, "help") || !strcmp(arg, "?")) {
+		*help = true;
+		return 0;
+	}
+	return vdk_opts_parse(o, arg, &e) ? cli_fail(&e) : 0;
+}
+
 int cli_parse_output(const char *arg, bool *json)
 {
 	if (!strcmp(arg, "json"))

@@ -120,5 +120,8 @@ enum {
 	}
 /* Handles the CLI_OPEN_LONGOPTS; returns 1 if c was one of them. */
 int cli_open_opt(int c, const char *arg, struct vdk_open_opts *o);
+/* -o ARG: "help" (or "?") sets *help; anything else is parsed into o.
+ * Returns 0, or an exit code after printing. */
+int cli_parse_o(struct vdk_opts *o, const char *arg, bool *help);
 /* --output=json|human; returns 0, or CLI_USAGE after printing. */
 int cli_parse_output(const char *arg, bool *json);

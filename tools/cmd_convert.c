@@ -92,11 +92,7 @@ static int convert_opt(struct cli_job *j, int c, const char *arg, bool *quiet)
 		j->dst_fmt = arg;
 		return 0;
 	case 'o':
-		if (!strcmp(arg, "help") || !strcmp(arg, "?")) {
-			convert_opt_help = true;
-			return 0;
-		}
-		return vdk_opts_parse(&j->opts, arg, &e) ? cli_fail(&e) : 0;
+		return cli_parse_o(&j->opts, arg, &convert_opt_help);
 	case 'c':
 		return vdk_opts_set(&j->opts, "compress", "on", &e) ? cli_fail(&e) : 0;
 	case 'S':

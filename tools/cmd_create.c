@@ -22,11 +22,7 @@ static int create_opt(struct create_args *a, int c, const char *arg)
 		a->fmt = arg;
 		return 0;
 	case 'o':
-		if (!strcmp(arg, "help") || !strcmp(arg, "?")) {
-			a->opt_help = true;
-			return 0;
-		}
-		return vdk_opts_parse(&a->opts, arg, &e) ? cli_fail(&e) : 0;
+		return cli_parse_o(&a->opts, arg, &a->opt_help);
 	case CREATE_OPT_PREALLOC:
 		return vdk_opts_set(&a->opts, "preallocation", arg, &e) ? cli_fail(&e) : 0;
 	case 'b':

@@ -18,7 +18,6 @@ struct measure_args {
 
 static int measure_opt(struct measure_args *a, int c, const char *arg)
 {
-	struct vdk_err e = {0};
 	if (cli_open_opt(c, arg, &a->open))
 		return 0;
 	switch (c) {
@@ -29,11 +28,7 @@ static int measure_opt(struct measure_args *a, int c, const char *arg)
 		a->out_fmt = arg;
 		return 0;
 	case 'o':
-		if (!strcmp(arg, "help") || !strcmp(arg, "?")) {
-			a->opt_help = true;
-			return 0;
-		}
-		return vdk_opts_parse(&a->opts, arg, &e) ? cli_fail(&e) : 0;
+		return cli_parse_o(&a->opts, arg, &a->opt_help);
 	case MEASURE_OPT_SIZE:
 		a->size = arg;
 		return 0;
