@@ -64,6 +64,7 @@ struct vdk_open_opts {
 };
 
 struct vdk_format;
+struct vdk_update;
 
 struct vdk_image {
 	const struct vdk_format *fmt;
@@ -213,6 +214,19 @@ struct vdk_format {
 	 * opts: "preallocation" for the part that grows. */
 	int (*resize)(const char *path, uint64_t size, bool shrink, struct vdk_opts *opts,
 	              struct vdk_err *e);
+
+	/* ---- update in place (optional; convert/update.h has the crash
+	 * contract): guest data written into an existing image. */
+	size_t ustate_size;
+	/* u->fd is open O_RDWR; set u->size and u->granularity. */
+	int (*update_open)(struct vdk_update *u, struct vdk_err *e);
+	int (*update_write)(struct vdk_update *u, const void *buf, size_t len, uint64_t off,
+	                    struct vdk_err *e);
+	/* Optional: default writes zero buffers through update_write. */
+	int (*update_zero)(struct vdk_update *u, uint64_t off, uint64_t len, struct vdk_err *e);
+	/* Make everything written durable and referenced, in crash-safe order. */
+	int (*update_flush)(struct vdk_update *u, struct vdk_err *e);
+	void (*update_close)(struct vdk_update *u);
 };
 
 /* Registry (formats/registry.c) ------------------------------------- */
@@ -248,6 +262,10 @@ void vdk_image_close(struct vdk_image *img);
 int vdk_image_extents(struct vdk_image *img, uint64_t off, uint64_t len, struct vdk_extents *out,
                       struct vdk_err *e);
 int vdk_image_pread(struct vdk_image *img, void *buf, size_t len, uint64_t off, struct vdk_err *e);
+/* What img itself says of [off, off+len), its backing file not looked
+ * through (HOLE: not in this image), checked to be well formed. */
+int vdk_image_own_extents(struct vdk_image *img, uint64_t off, uint64_t len,
+                          struct vdk_extents *out, struct vdk_err *e);
 /* The qemu-img-shaped `info` object; NULL with e set on failure. */
 struct vdk_json *vdk_image_info(struct vdk_image *img, const char *filename, struct vdk_err *e);
 

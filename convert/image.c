@@ -218,6 +218,12 @@ static int image_raw_extents(struct vdk_image *img, uint64_t off, uint64_t len,
 	return 0;
 }
 
+int vdk_image_own_extents(struct vdk_image *img, uint64_t off, uint64_t len,
+                          struct vdk_extents *out, struct vdk_err *e)
+{
+	return image_raw_extents(img, off, len, out, e);
+}
+
 static int image_add(struct vdk_extents *out, const struct vdk_extent *x, uint32_t depth,
                      struct vdk_err *e)
 {

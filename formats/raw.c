@@ -5,10 +5,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "format.h"
+#include "update.h"
 #include "util.h"
 
 static int raw_probe(const uint8_t *buf, size_t len, uint64_t size)
@@ -225,6 +228,47 @@ static int raw_resize(const char *path, uint64_t size, bool shrink, struct vdk_o
 	return r;
 }
 
+/* Update in place (vdkit apply): the file is the disk. */
+static int raw_update_open(struct vdk_update *u, struct vdk_err *e)
+{
+	struct stat st;
+	if (fstat(u->fd, &st))
+		return vdk_ioerr(e, errno, u->path, "stat failed: %s", strerror(errno));
+	uint64_t size = (uint64_t)st.st_size;
+	if (S_ISBLK(st.st_mode) && ioctl(u->fd, BLKGETSIZE64, &size))
+		return vdk_ioerr(e, errno, u->path, "cannot read the device size: %s",
+		                 strerror(errno));
+	if (size == 0)
+		return vdk_bad(e, u->path, "raw", VDK_NO_OFFSET, "an empty file is no disk to update");
+	u->size = size;
+	u->granularity = 512;
+	return 0;
+}
+
+static int raw_update_write(struct vdk_update *u, const void *buf, size_t len, uint64_t off,
+                            struct vdk_err *e)
+{
+	return vdk_update_pwrite(u, buf, len, off, false, e);
+}
+
+/* ZERO_RANGE keeps the blocks allocated (a preallocated target stays so)
+ * and works on block devices; where it is missing, zeroes are written. */
+static int raw_update_zero(struct vdk_update *u, uint64_t off, uint64_t len, struct vdk_err *e)
+{
+	if (fallocate(u->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
+		return 0;
+	static const uint8_t z[65536];
+	while (len) {
+		size_t n = (size_t)VDK_MIN(len, (uint64_t)sizeof(z));
+		int r = vdk_update_pwrite(u, z, n, off, false, e);
+		if (r)
+			return r;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
 static const struct vdk_opt_desc raw_wopts[] = {
     {"preallocation", "enum", "off", "off, falloc, full",
      "off: sparse; falloc: reserve every block (fallocate); full: write zeroes everywhere"},
@@ -247,4 +291,7 @@ const struct vdk_format vdk_format_raw = {
     .finalize = raw_finalize,
     .wopts = raw_wopts,
     .resize = raw_resize,
+    .update_open = raw_update_open,
+    .update_write = raw_update_write,
+    .update_zero = raw_update_zero,
 };
