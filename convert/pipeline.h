@@ -20,8 +20,9 @@ struct vdk_convert_opts {
 	/* Zero runs inside DATA at least this long (and aligned to it) stay
 	 * sparse, like qemu-img -S. 0: no detection. Default 4096. */
 	uint64_t min_sparse;
-	unsigned threads; /* 0: one per CPU, at most 8 */
-	uint32_t chunk;   /* bytes per work item, default 1 MiB */
+	/* 0: one per CPU, at most 8; remote sources: 32, at most 32 */
+	unsigned threads;
+	uint32_t chunk; /* bytes per work item; 0: 1 MiB, remote sources 256 KiB */
 	/* Hash the virtual content as it passes (vdk_digest). */
 	bool digest;
 	void (*progress)(void *ctx, const struct vdk_progress *p);
