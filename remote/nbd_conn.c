@@ -24,13 +24,16 @@ static int64_t nbd_timeout_ms(void)
 	return (int64_t)vdk_remote_timeout() * 1000;
 }
 
-/* Mark the connection unusable; the first reason is kept. */
+/* Mark the connection unusable; the first reason is kept. Every waiter
+ * wakes: libnbd does not fail the commands of a connection we gave up on. */
 static void nbd_conn_kill(struct vdk_nbd_conn *c, int code, const char *why)
 {
 	if (c->dead)
 		return;
 	c->dead = code > 0 ? code : EIO;
 	snprintf(c->why, sizeof(c->why), "%s", why && why[0] ? why : strerror(c->dead));
+	for (struct vdk_nbd_req *q = c->waiters; q; q = q->next)
+		pthread_cond_signal(&q->cv);
 }
 
 /* Requests ------------------------------------------------------------ */
@@ -38,14 +41,17 @@ static void nbd_conn_kill(struct vdk_nbd_conn *c, int code, const char *why)
 struct vdk_nbd_req *vdk_nbd_req_new(void)
 {
 	struct vdk_nbd_req *q = calloc(1, sizeof(*q));
-	if (q)
-		atomic_init(&q->refs, 1);
+	if (!q)
+		return NULL;
+	atomic_init(&q->refs, 1);
+	pthread_cond_init(&q->cv, NULL);
 	return q;
 }
 
 void vdk_nbd_req_put(struct vdk_nbd_req *q)
 {
 	if (q && atomic_fetch_sub(&q->refs, 1) == 1) {
+		pthread_cond_destroy(&q->cv);
 		free(q->ext);
 		free(q);
 	}
@@ -56,8 +62,8 @@ static int nbd_req_done(void *ud, int *error)
 	struct vdk_nbd_req *q = ud;
 	if (*error && !q->err)
 		q->err = *error;
-	if (q->pending)
-		q->pending--;
+	if (q->pending && --q->pending == 0)
+		pthread_cond_signal(&q->cv);
 	return 1; /* retire the command: nobody calls nbd_aio_command_completed */
 }
 
@@ -70,8 +76,6 @@ nbd_completion_callback vdk_nbd_req_cb(struct vdk_nbd_req *q)
 {
 	atomic_fetch_add(&q->refs, 1);
 	q->pending++;
-	if (!q->start_ms)
-		q->start_ms = nbd_now_ms();
 	return (nbd_completion_callback){
 	    .callback = nbd_req_done, .user_data = q, .free = nbd_req_free};
 }
@@ -100,7 +104,11 @@ int vdk_nbd_dead_error(struct vdk_nbd_conn *c, uint64_t off, struct vdk_err *e)
 
 void vdk_nbd_conn_kick(struct vdk_nbd_conn *c)
 {
-	if (c->polling) {
+	/* libnbd sends what it can inside the aio call: a poll already
+	 * waiting for a reply, with its deadline running, only needs to look
+	 * again when something is left to send (or when the loop must stop). */
+	if (c->polling &&
+	    (c->stop || c->poll_idle || (nbd_aio_get_direction(c->h) & ~c->poll_dir))) {
 		uint64_t one = 1;
 		ssize_t n = write(c->wake, &one, sizeof(one));
 		(void)n; /* a full counter still wakes the poller */
@@ -131,21 +139,23 @@ static void nbd_conn_notify(struct vdk_nbd_conn *c, short revents)
 	}
 }
 
-/* One round as the poller (mu held on entry and exit): wait for the socket
- * (or a kick) no longer than until deadline, then let libnbd work. */
+/* One round of the poll loop (mu held on entry and exit): wait for the
+ * socket (or a kick) no longer than until deadline (-1: no deadline), then
+ * let libnbd work and wake the waiters. */
 static void nbd_conn_poll(struct vdk_nbd_conn *c, int64_t deadline)
 {
 	c->polling = true;
-	unsigned dir = nbd_aio_get_direction(c->h);
+	unsigned dir = c->poll_dir = nbd_aio_get_direction(c->h);
+	c->poll_idle = deadline < 0;
 	struct pollfd p[2] = {
 	    {.fd = nbd_aio_get_fd(c->h),
 	     .events = (short)((dir & LIBNBD_AIO_DIRECTION_READ ? POLLIN : 0) |
 	                       (dir & LIBNBD_AIO_DIRECTION_WRITE ? POLLOUT : 0))},
 	    {.fd = c->wake, .events = POLLIN},
 	};
-	int64_t wait = deadline - nbd_now_ms();
+	int64_t wait = deadline < 0 ? -1 : VDK_MAX(deadline - nbd_now_ms(), (int64_t)0);
 	pthread_mutex_unlock(&c->mu);
-	int n = poll(p, 2, wait > 0 ? (int)VDK_MIN(wait, (int64_t)1 << 30) : 0);
+	int n = poll(p, 2, wait < 0 ? -1 : (int)VDK_MIN(wait, (int64_t)1 << 30));
 	int err = errno;
 	pthread_mutex_lock(&c->mu);
 	c->polling = false;
@@ -161,25 +171,48 @@ static void nbd_conn_poll(struct vdk_nbd_conn *c, int64_t deadline)
 			c->last_ms = nbd_now_ms();
 			nbd_conn_notify(c, p[0].revents);
 		}
-	} else if (n == 0 && nbd_now_ms() >= deadline) {
+	} else if (n == 0 && deadline >= 0 && nbd_now_ms() >= deadline) {
 		char why[128];
 		snprintf(why, sizeof(why),
 		         "no reply from the server for %u s (see --timeout): giving up",
 		         vdk_remote_timeout());
 		nbd_conn_kill(c, ETIMEDOUT, why);
 	}
-	pthread_cond_broadcast(&c->cv);
+}
+
+/* The connection's own thread polls for everybody: a waiter sleeps on its
+ * request's cv until the last of its commands retires, and is the only one
+ * woken then. (Waiters taking turns as the poller cost a hand-off and a
+ * wake-up of every waiter per reply: 20 futex calls per read.) The deadline
+ * runs only while commands are in flight. */
+static void *nbd_conn_loop(void *arg)
+{
+	struct vdk_nbd_conn *c = arg;
+	bool busy = false;
+	pthread_mutex_lock(&c->mu);
+	while (!c->stop && !c->dead) {
+		bool now_busy = nbd_aio_in_flight(c->h) > 0;
+		if (now_busy && !busy) /* idle until now: the clock starts here */
+			c->last_ms = nbd_now_ms();
+		busy = now_busy;
+		nbd_conn_poll(c, busy ? c->last_ms + nbd_timeout_ms() : -1);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
 }
 
 int vdk_nbd_conn_wait(struct vdk_nbd_conn *c, struct vdk_nbd_req *q, uint64_t off, const char *what,
                       struct vdk_err *e)
 {
-	while (q->pending && !c->dead) {
-		if (c->polling) {
-			pthread_cond_wait(&c->cv, &c->mu);
-			continue;
-		}
-		nbd_conn_poll(c, VDK_MAX(c->last_ms, q->start_ms) + nbd_timeout_ms());
+	if (q->pending && !c->dead) {
+		q->next = c->waiters;
+		c->waiters = q;
+		while (q->pending && !c->dead)
+			pthread_cond_wait(&q->cv, &c->mu);
+		struct vdk_nbd_req **pp = &c->waiters;
+		while (*pp != q)
+			pp = &(*pp)->next;
+		*pp = q->next;
 	}
 	if (q->pending)
 		return vdk_err_set(e, VDK_E_IO, c->dead, c->uri, "nbd", off, "%s: %s", what,
@@ -224,7 +257,6 @@ int vdk_nbd_conn_open(struct vdk_nbd_conn *c, const char *uri, bool meta, struct
 	if (c->wake < 0)
 		return vdk_ioerr(e, errno, uri, "eventfd: %s", strerror(errno));
 	pthread_mutex_init(&c->mu, NULL);
-	pthread_cond_init(&c->cv, NULL);
 	c->init = true;
 	c->h = nbd_create();
 	if (!c->h)
@@ -235,19 +267,34 @@ int vdk_nbd_conn_open(struct vdk_nbd_conn *c, const char *uri, bool meta, struct
 		return nbd_conn_fail(c, nbd_get_errno(), nbd_get_error(), e);
 	if (nbd_aio_connect_uri(c->h, uri) == -1)
 		return nbd_conn_fail(c, nbd_get_errno(), nbd_get_error(), e);
-	return nbd_conn_handshake(c, e);
+	int r = nbd_conn_handshake(c, e);
+	if (r)
+		return r;
+	int err = pthread_create(&c->loop, NULL, nbd_conn_loop, c);
+	if (err)
+		return vdk_ioerr(e, err, uri, "cannot start the connection's thread: %s",
+		                 strerror(err));
+	c->looping = true;
+	return 0;
 }
 
 void vdk_nbd_conn_close(struct vdk_nbd_conn *c)
 {
 	if (!c->init)
 		return;
+	if (c->looping) {
+		pthread_mutex_lock(&c->mu);
+		c->stop = true;
+		vdk_nbd_conn_kick(c);
+		pthread_mutex_unlock(&c->mu);
+		pthread_join(c->loop, NULL);
+		c->looping = false;
+	}
 	/* Commands still in flight are dropped with the socket; their .free
 	 * callbacks release the requests. */
 	nbd_close(c->h);
 	c->h = NULL;
 	close(c->wake);
-	pthread_cond_destroy(&c->cv);
 	pthread_mutex_destroy(&c->mu);
 	c->init = false;
 }

@@ -4,10 +4,10 @@
  *
  * Locking: every libnbd call on c->h is made with c->mu held, so completion
  * callbacks (which libnbd runs inside those calls) see a consistent request.
- * Whoever waits and finds nobody polling becomes the poller: it drops mu for
- * the poll(2) itself, then takes it again to let libnbd read or write, and
- * wakes the others. Issuers kick the poller through an eventfd, because the
- * directions it polls for were chosen before their request existed. */
+ * Each connection has a thread that polls: it drops mu for the poll(2)
+ * itself, then takes it again to let libnbd read or write, and wakes the
+ * waiters whose commands completed. Issuers kick it through an eventfd, because the directions
+ * it polls for were chosen before their request existed. */
 #ifndef VDK_NBD_CONN_H
 #define VDK_NBD_CONN_H
 
@@ -23,12 +23,16 @@ struct vdk_nbd_conn {
 	struct nbd_handle *h;
 	const char *uri; /* borrowed, for messages */
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
 	int wake; /* eventfd */
 	bool polling;
-	int dead;        /* positive errno once the connection is unusable */
-	char why[256];   /* what killed it */
-	int64_t last_ms; /* monotonic time of the last progress */
+	unsigned poll_dir; /* the libnbd directions being polled for */
+	bool poll_idle;    /* ... with no deadline: nothing was in flight */
+	pthread_t loop;    /* the polling thread, once connected */
+	bool looping, stop;
+	int dead;                    /* positive errno once the connection is unusable */
+	char why[256];               /* what killed it */
+	struct vdk_nbd_req *waiters; /* requests someone sleeps on */
+	int64_t last_ms;             /* monotonic time of the last progress */
 	bool init;
 };
 
@@ -37,9 +41,10 @@ struct vdk_nbd_conn {
  * its callbacks must still find the request. */
 struct vdk_nbd_req {
 	atomic_int refs;
-	unsigned pending; /* commands not yet completed (under the conn's mu) */
-	int err;          /* errno of the first failed command */
-	int64_t start_ms;
+	unsigned pending;         /* commands not yet completed (under the conn's mu) */
+	int err;                  /* errno of the first failed command */
+	pthread_cond_t cv;        /* signalled when pending drops to 0 */
+	struct vdk_nbd_req *next; /* in the conn's waiters */
 	void *ext; /* block status: the reply being collected (freed with the request) */
 };
 
