@@ -3,7 +3,9 @@
 # (delay filter) so request latency, not memory bandwidth, is what counts:
 # vdkit and qemu-img -W -m 16 (16 requests in flight, out of order) read it
 # into a local raw file; the third command (printed as "floor (cp)") is
-# nbdcopy (4 connections, 64 requests each).
+# nbdcopy (4 connections, 64 requests each, fewer on fewer CPUs).
+# The second row writes the other way: the local raw into nbdkit's memory
+# plugin with 2 ms added to every write.
 # Skipped when nbdkit or nbdcopy is missing.
 
 if command -v nbdkit >/dev/null && command -v nbdcopy >/dev/null; then
@@ -19,6 +21,16 @@ if command -v nbdkit >/dev/null && command -v nbdcopy >/dev/null; then
 		"$VDKIT convert -q -f raw -O raw '$NBD_URI' $BENCH_DIR/out.raw" \
 		"qemu-img convert -f raw -W -m 16 -O raw '$NBD_URI' $BENCH_DIR/out.raw" \
 		"nbdcopy '$NBD_URI' $BENCH_DIR/out.raw"
+	kill "$NBD_PID" 2>/dev/null
+	wait "$NBD_PID" 2>/dev/null
+	rm -f "$NBD_SOCK"
+	nbdkit -f -U "$NBD_SOCK" --filter=delay memory 256M wdelay=2ms &
+	NBD_PID=$!
+	for _ in $(seq 100); do [ -S "$NBD_SOCK" ] && break; sleep 0.05; done
+	bench_row "raw 256 MiB -> nbd wdelay=2ms, 3rd: nbdcopy" \
+		"$VDKIT convert -q -f raw -O raw $NBD_RAW '$NBD_URI'" \
+		"qemu-img convert -n -f raw -W -m 16 -O raw $NBD_RAW '$NBD_URI'" \
+		"nbdcopy $NBD_RAW '$NBD_URI'"
 	kill "$NBD_PID" 2>/dev/null
 	wait "$NBD_PID" 2>/dev/null
 	rm -f "$NBD_SOCK"
