@@ -23,9 +23,11 @@
 /* Remote sources (NBD) are bound by round trips, not CPUs: the time is
  * reads / requests-in-flight x latency. More workers on smaller chunks keep
  * more requests in flight for the same ring memory ((2 * 32 + 2) x 256 KiB
- * = 16.5 MiB); 256 KiB is also nbdcopy's request size. */
+ * = 16.5 MiB); 256 KiB is also nbdcopy's request size. A writer with
+ * larger grains gets fewer workers (never under 8) within that memory. */
 #define PL_REMOTE_CHUNK   (256u << 10)
 #define PL_REMOTE_THREADS 32
+#define PL_REMOTE_RING    ((uint64_t)33 << 19)
 #define PL_CLONE_MAX      ((uint64_t)256 << 20) /* progress/cancel granularity */
 #define PL_DIGEST_BLOCK   4096u
 /* Zero runs up to this size stay inside a DATA segment (zero detection
@@ -401,7 +403,11 @@ static int pl_setup(struct pl *p, struct vdk_err *e)
 	    o->clone != VDK_CLONE_NEVER && (p->out->caps & VDK_WCAP_CLONE) && p->out->fmt->clone;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned max = remote ? PL_REMOTE_THREADS : PL_MAX_THREADS;
-	unsigned t = o->threads ? o->threads : remote ? max : (unsigned)(ncpu > 0 ? ncpu : 1);
+	unsigned t = (unsigned)(ncpu > 0 ? ncpu : 1);
+	if (remote)
+		t = (unsigned)VDK_MAX((uint64_t)PL_MAX_THREADS, PL_REMOTE_RING / p->chunk / 2 - 1);
+	if (o->threads)
+		t = o->threads;
 	p->nthreads = pl_chain_is_stream(p->in) ? 0 : VDK_MIN(t, max);
 	p->nslots = p->nthreads ? 2 * p->nthreads + 2 : 1;
 	/* One extra slot for inline copies on the main thread. */

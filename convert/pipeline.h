@@ -20,7 +20,8 @@ struct vdk_convert_opts {
 	/* Zero runs inside DATA at least this long (and aligned to it) stay
 	 * sparse, like qemu-img -S. 0: no detection. Default 4096. */
 	uint64_t min_sparse;
-	/* 0: one per CPU, at most 8; remote sources: 32, at most 32 */
+	/* 0: one per CPU, at most 8; remote sources: as many as a 16.5 MiB
+	 * ring holds (32 on 256 KiB chunks), at least 8, at most 32 */
 	unsigned threads;
 	uint32_t chunk; /* bytes per work item; 0: 1 MiB, remote sources 256 KiB */
 	/* Hash the virtual content as it passes (vdk_digest). */
