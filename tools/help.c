@@ -57,7 +57,8 @@ static const struct help_verb help_verbs[] = {
      "  --target-is-zero       DST already reads as zeroes: skip zero ranges\n"
      "  --clone=auto|always|never  share blocks with the source (default auto)\n"
      "  --verify               re-read DST and compare its content digest\n"
-     "  --threads N            worker threads (default: one per CPU, at most 8)\n"
+     "  --threads N            worker threads (default: one per CPU, at most 8;\n"
+     "                         an NBD source: up to 32)\n"
      "  --in-place             turn the raw FILE itself into an Azure fixed VHD\n" HELP_OPEN},
     {"create", "create [-f FMT] [-o OPTS] [-b BACKING -F BFMT] [-q] FILE SIZE",
      "Create an empty image of SIZE bytes (suffixes k, M, G, T, P).",
