@@ -189,6 +189,8 @@ stop "$SPID"
 # (A daemon, not a job of this shell, so bash does not report the kill.)
 rm -f "$T/kl.sock"
 nbdkit -P "$T/kl.pid" -U "$T/kl.sock" --filter=delay file "$T/s.raw" rdelay=2 2>"$T/kl.log"
+# The daemon writes its pid file after the parent returned.
+for _ in $(seq 100); do [ -s "$T/kl.pid" ] && [ -S "$T/kl.sock" ] && break; sleep 0.05; done
 KPID=$(cat "$T/kl.pid")
 PIDS+=("$KPID")
 URI="nbd+unix:///?socket=$T/kl.sock"
@@ -209,6 +211,37 @@ nbdinfo "$URI" | grep -q 'can_multi_conn: false' &&
 	"$VDKIT" convert -q --threads 4 -O raw "$URI" "$T/one.raw" &&
 	check "one connection (no multi-conn), 4 workers sharing it: identical" cmp "$T/one.raw" "$T/s.raw" ||
 	fail "single-connection conversion failed"
+stop "$SPID"
+
+# Requests in flight, counted in nbdkit's log: reads keep more outstanding
+# than one per default worker (8, the old limit), writes more than one
+# connection's 16 (the old limit), both over several connections (file and
+# memory offer multi-conn), and what arrives is still exact.
+inflight() { # LOG OP: the most OP commands the server had at once
+	awk -v op="$2" '$0 ~ " " op " id=" { c++; if (c > m) m = c }
+		$0 ~ "[.][.][.]" op " id=" { c-- } END { print m + 0 }' "$1"
+}
+nbdkit_serve fl --filter=log --filter=delay file "$T/s.raw" rdelay=5ms logfile="$T/fl.log"
+if "$VDKIT" convert -q -O raw "$URI" "$T/fl.raw"; then
+	stop "$SPID"
+	n=$(inflight "$T/fl.log" Read) c=$(grep -c ' Connect ' "$T/fl.log")
+	[ "$n" -gt 8 ] && [ "$c" -gt 1 ] && cmp -s "$T/fl.raw" "$T/s.raw" &&
+		pass "NBD source: $n reads in flight at most, over $c connections; identical" ||
+		fail "NBD source in flight: $n reads, $c connections"
+else
+	fail "conversion from the logged export failed"
+fi
+stop "$SPID"
+nbdkit_serve wl --filter=log --filter=delay memory size=$small wdelay=5ms logfile="$T/wl.log"
+if "$VDKIT" convert -q -O raw "$T/s.raw" "$URI"; then
+	n=$(inflight "$T/wl.log" Write) c=$(grep -c ' Connect ' "$T/wl.log")
+	[ "$n" -gt 16 ] && [ "$c" -gt 1 ] &&
+		pass "NBD target: $n writes in flight at most, over $c connections" ||
+		fail "NBD target in flight: $n writes, $c connections"
+	check "raw -> delayed memory export: qemu-img compare" qemu-img compare -q -f raw -F raw "$T/s.raw" "$URI"
+else
+	fail "conversion to the logged export failed"
+fi
 stop "$SPID"
 
 # 6. A stalled server is an error after --timeout, naming the URI.
