@@ -183,7 +183,7 @@ struct qcow2_wstate {
 	unsigned ncctx;
 	int data_fd;
 	uint64_t data_dev, data_ino;
-	char *data_ref; /* the name stored in the image */
+	char *data_ref;    /* the name stored in the image */
 	int prealloc;      /* 0 off, 1 metadata, 2 falloc, 3 full */
 	char *backing;     /* backing_file (create only), NULL: none */
 	char *backing_fmt; /* backing_fmt header extension, NULL: none */
@@ -237,6 +237,9 @@ int qcow2_clone(struct vdk_writer *w, uint64_t off, uint64_t len, int src_fd, ui
 int qcow2_finalize(struct vdk_writer *w, struct vdk_err *e);
 void qcow2_wclose(struct vdk_writer *w);
 
+/* qcow2_rebase.c: rebase -u (the format's set_backing callback). */
+int qcow2_set_backing(const char *path, const char *backing, const char *backing_fmt,
+                      struct vdk_err *e);
 /* qcow2_resize.c: the format's resize callback. */
 int qcow2_resize(const char *path, uint64_t size, bool shrink, struct vdk_opts *opts,
                  struct vdk_err *e);
