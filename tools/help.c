@@ -73,6 +73,25 @@ static const struct help_verb help_verbs[] = {
      "  --shrink               allow the size to go down (raw, qcow2)\n"
      "  --preallocation=MODE   raw: off, falloc or full for the new part\n"
      "  -q                     quiet\n"},
+    {"commit", "commit [-f FMT] [-d] [-b BASE] [-p] [-q] [-t CACHE] [-r RATE] IMAGE",
+     "Write IMAGE's own data into its backing file (or into BASE, with every layer between), "
+     "in place.",
+     "  -f FMT                 format of IMAGE (probed when absent)\n"
+     "  -d                     keep IMAGE's data (vdkit always keeps it: see the README)\n"
+     "  -b BASE                commit down into BASE, an image of IMAGE's chain (implies -d)\n"
+     "  -p                     progress: (NN.NN/100%) on stdout\n"
+     "  -q                     quiet\n"
+     "  -t CACHE               cache mode (accepted; the base is synced in crash-safe order)\n"
+     "  -r RATE                rate limit (accepted, not applied)\n"
+     "  --allow-dir DIR        let extents/backing files come from DIR (repeatable)\n"
+     "  --allow-any-path       let extents/backing files come from anywhere\n"},
+    {"rebase", "rebase -u -b BACKING [-F BFMT] [-f FMT] [-q] IMAGE",
+     "Change only IMAGE's backing file reference (qcow2, vmdk); no data is read or written.",
+     "  -u                     unsafe mode: required (a safe rebase is not implemented)\n"
+     "  -b BACKING             the new backing file, as it will be written (\"\" for none)\n"
+     "  -F BFMT                its format (qcow2: required, as qemu-img; vmdk: vmdk)\n"
+     "  -f FMT                 format of IMAGE (probed when absent)\n"
+     "  -q                     quiet\n"},
     {"measure", "measure [--output=json|human] [-O FMT] [-o OPTS] [--size SIZE | [-f FMT] IMAGE]",
      "How many bytes a conversion to FMT needs (qemu-img's required, fully-allocated).",
      "  --output=json|human    output format (default human)\n"
