@@ -56,6 +56,19 @@ static int commit_layers(struct vdk_image *img, struct vdk_image *base, struct v
 	return 0;
 }
 
+/* One bar over every layer: layer i of n covers [i/n, (i+1)/n). */
+struct commit_prog {
+	const struct vdk_commit_opts *o;
+	unsigned i, n;
+};
+
+static void commit_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	struct commit_prog *p = ctx;
+	if (total && p->o->progress)
+		p->o->progress(p->o->ctx, (uint64_t)p->i * total + done, (uint64_t)p->n * total);
+}
+
 static int commit_into(struct vdk_image *img, struct vdk_image *base,
                        const struct vdk_commit_opts *o, struct vdk_commit_result *res,
                        struct vdk_err *e)
@@ -69,8 +82,11 @@ static int commit_into(struct vdk_image *img, struct vdk_image *base,
 	int r = vdk_update_open(base->src->name, base->fmt->name, &u, e);
 	if (r)
 		return r;
-	for (unsigned i = 0; !r && i < n; i++)
-		r = vdk_update_copy_own(u, v[i], o->progress, o->ctx, e);
+	struct commit_prog p = {.o = o, .n = n};
+	for (unsigned i = 0; !r && i < n; i++) {
+		p.i = i;
+		r = vdk_update_copy_own(u, v[i], commit_progress, &p, e);
+	}
 	if (!r)
 		r = vdk_update_flush(u, e);
 	res->st = u->st;
