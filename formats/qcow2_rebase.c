@@ -104,7 +104,8 @@ static int qcow2_rb_name(struct qcow2_rb *b, const char *backing, struct vdk_err
 		               "refused, nothing changed");
 	vdk_put_be64(b->buf + 8, n ? b->at : 0);
 	vdk_put_be32(b->buf + 16, (uint32_t)n);
-	memcpy(b->buf + b->at, backing, n);
+	if (n)
+		memcpy(b->buf + b->at, backing, n);
 	return 0;
 }
 
