@@ -6,6 +6,7 @@
 
 #include "commit.h"
 #include "format.h"
+#include "json.h"
 #include "util.h"
 
 #define COMMIT_MAX_LAYERS 64
@@ -34,6 +35,44 @@ static int commit_find_base(struct vdk_image *img, const char *base, struct vdk_
 		}
 	return vdk_err_set(e, VDK_E_USAGE, EINVAL, img->src->name, img->fmt->name, VDK_NO_OFFSET,
 	                   "'%s' is not in this image's backing chain", base);
+}
+
+/* A VMDK's CID and parentCID, from its info (the core does not name
+ * formats' internals). false for other formats. */
+static bool commit_cids(struct vdk_image *l, uint64_t *cid, uint64_t *pcid)
+{
+	struct vdk_err e = {0};
+	if (strcmp(l->fmt->name, "vmdk"))
+		return false;
+	struct vdk_json *j = vdk_image_info(l, NULL, &e);
+	const struct vdk_json *d =
+	    j ? vdk_json_get(vdk_json_get(j, "format-specific"), "data") : NULL;
+	bool ok = d && vdk_json_get_u64(d, "cid", cid) && vdk_json_get_u64(d, "parent-cid", pcid);
+	vdk_json_free(j);
+	return ok;
+}
+
+/* The chain was opened without CID checks; they are done here, above the
+ * base, where they still mean something: a layer whose parent changed
+ * after it was made is refused (unless forced). The link into the base is
+ * exempt: the first write of an interrupted commit changed the base's
+ * CID, and the rerun must complete it (qemu-img commit checks no CID). */
+static int commit_check_cids(struct vdk_image *img, struct vdk_image *base, bool force,
+                             struct vdk_err *e)
+{
+	for (struct vdk_image *l = img; l != base && l->backing != base; l = l->backing) {
+		uint64_t c, pc, pcid, ppc;
+		if (force || !commit_cids(l, &c, &pc) || !commit_cids(l->backing, &pcid, &ppc) ||
+		    pc == 0xffffffffu || pc == pcid)
+			continue;
+		return vdk_bad(e, l->src->name, "vmdk", VDK_NO_OFFSET,
+		               "parentCID %08llx does not match the CID %08llx of parent %s: the "
+		               "parent was modified after this snapshot (use --force to commit "
+		               "anyway)",
+		               (unsigned long long)pc, (unsigned long long)pcid,
+		               l->backing->src->name);
+	}
+	return 0;
 }
 
 /* Layers above the base, deepest first: the top's data is written last
@@ -112,6 +151,8 @@ int vdk_commit(const char *path, const struct vdk_commit_opts *o, struct vdk_com
 	if (r)
 		return r;
 	r = commit_find_base(img, o->base, &base, e);
+	if (!r)
+		r = commit_check_cids(img, base, o->force, e);
 	if (!r)
 		r = commit_into(img, base, o, res, e);
 	/* qemu-img empties IMAGE unless -d (and -b implies -d); its vmdk

@@ -16,6 +16,7 @@ struct vdk_commit_opts {
 	const char *fmt;  /* IMAGE's format (NULL: probe) */
 	const char *base; /* -b: the image to commit into (NULL: IMAGE's backing file) */
 	bool keep;        /* -d: leave IMAGE as it is */
+	bool force;       /* commit despite a parentCID mismatch above the base */
 	struct vdk_access access;
 	vdk_update_progress progress; /* may be NULL */
 	void *ctx;

@@ -88,6 +88,21 @@ check "depth 3: qemu-img check of the base is clean" qemu-img check -q "$D/base.
 "$V" commit -b "$D/before3.raw" "$D/q/top.vmdk" >/dev/null 2>&1; rc=$?
 [ $rc -eq 2 ] && pass "commit -b of a file not in the chain: usage error (exit 2)" || fail "commit -b foreign: rc=$rc"
 
+# A layer above the base whose parent changed after it was made: refused
+# (qemu-img would commit it blindly), unless --force.
+D="$T/cidm"; mkdir -p "$D"
+qemu-img create -q -f vmdk "$D/base.vmdk" 8M
+qemu-img create -q -f vmdk -b base.vmdk -F vmdk "$D/mid.vmdk"
+qemu-img create -q -f vmdk -b mid.vmdk -F vmdk "$D/top.vmdk"
+qio vmdk "$D/top.vmdk" -c 'write -P 2 0 1M'
+qio vmdk "$D/mid.vmdk" -c 'write -P 3 2M 1M' # mid's CID changes: top is stale
+record "$D/base.vmdk" "$D/mid.vmdk" "$D/top.vmdk"
+"$V" commit -b "$D/base.vmdk" "$D/top.vmdk" 2>"$D/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "parentCID.*does not match" "$D/err" && pass "commit -b through a layer whose parent changed is refused (exit 1)" ||
+	fail "stale layer above the base: rc=$rc $(cat "$D/err")"
+unchanged "stale-layer refusal: every file unchanged" "$D/base.vmdk" "$D/mid.vmdk" "$D/top.vmdk"
+check "--force commits it anyway" "$V" commit -q --force -b "$D/base.vmdk" "$D/top.vmdk"
+
 # ---- parents of the other writable kinds (and a qcow2 overlay)
 kind() { # SUBFORMAT SIZE: top sparse over a parent of that subformat
 	local sub=$1 size=$2 D="$T/k-$1"

@@ -54,6 +54,7 @@ int cmd_commit(int argc, char **argv)
 	if (optind != argc - 1)
 		return cli_usage("commit needs one IMAGE");
 	o.access = open.access;
+	o.force = open.force;
 	if (progress && !quiet) {
 		o.progress = commit_progress;
 		o.ctx = &bar;

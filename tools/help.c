@@ -18,7 +18,7 @@ struct help_verb {
 	"  --allow-dir DIR        let extents/backing files come from DIR (repeatable)\n"          \
 	"  --allow-any-path       let extents/backing files come from anywhere\n"                  \
 	"  --force                open despite a parent CID mismatch\n"                            \
-	"  --backing-format FMT   format of the backing file\n"                                   \
+	"  --backing-format FMT   format of the backing file\n"                                    \
 	"  --timeout SECONDS      a remote server (nbd://, nfs://) may stall this long (60)\n"
 
 static const struct help_verb help_verbs[] = {
@@ -73,7 +73,7 @@ static const struct help_verb help_verbs[] = {
      "  --shrink               allow the size to go down (raw, qcow2)\n"
      "  --preallocation=MODE   raw: off, falloc or full for the new part\n"
      "  -q                     quiet\n"},
-    {"commit", "commit [-f FMT] [-d] [-b BASE] [-p] [-q] [-t CACHE] [-r RATE] IMAGE",
+    {"commit", "commit [-f FMT] [-d] [-b BASE] [-p] [-q] [-t CACHE] [-r RATE] [--force] IMAGE",
      "Write IMAGE's own data into its backing file (or into BASE, with every layer between), "
      "in place.",
      "  -f FMT                 format of IMAGE (probed when absent)\n"
@@ -84,7 +84,8 @@ static const struct help_verb help_verbs[] = {
      "  -t CACHE               cache mode (accepted; the base is synced in crash-safe order)\n"
      "  -r RATE                rate limit (accepted, not applied)\n"
      "  --allow-dir DIR        let extents/backing files come from DIR (repeatable)\n"
-     "  --allow-any-path       let extents/backing files come from anywhere\n"},
+     "  --allow-any-path       let extents/backing files come from anywhere\n"
+     "  --force                commit despite a parent CID mismatch above BASE\n"},
     {"rebase", "rebase -u -b BACKING [-F BFMT] [-f FMT] [-q] IMAGE",
      "Change only IMAGE's backing file reference (qcow2, vmdk); no data is read or written.",
      "  -u                     unsafe mode: required (a safe rebase is not implemented)\n"
