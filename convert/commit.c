@@ -10,6 +10,7 @@
 #include "util.h"
 
 #define COMMIT_MAX_LAYERS 64
+#define REBASE_CHUNK      (1u << 20)
 
 /* The image of img's chain (below img) that is the file base names: by
  * identity, so "./b.vmdk", "b.vmdk" and an absolute path all match. */
@@ -167,12 +168,109 @@ int vdk_commit(const char *path, const struct vdk_commit_opts *o, struct vdk_com
 	return r;
 }
 
-int vdk_rebase_unsafe(const char *path, const char *fmt, const char *backing,
-                      const char *backing_fmt, struct vdk_err *e)
+/* backing as IMAGE will resolve it: relative to IMAGE's folder. */
+static char *rebase_resolve(const char *path, const char *backing)
 {
+	const char *slash = strrchr(path, '/');
+	size_t dn = backing[0] == '/' || !slash ? 0 : (size_t)(slash - path) + 1;
+	char *full = malloc(dn + strlen(backing) + 1);
+	if (full) {
+		memcpy(full, path, dn);
+		strcpy(full + dn, backing);
+	}
+	return full;
+}
+
+/* Write into u the old content of [off, off+len) wherever the new
+ * backing file (NULL: zeroes) reads differently, one update unit at a time. */
+static int rebase_hole(struct vdk_update *u, struct vdk_image *img, struct vdk_image *nb,
+                       uint8_t *a, uint8_t *b, uint64_t off, uint64_t len, struct vdk_err *e)
+{
+	uint64_t unit = VDK_MAX(u->granularity, 512u);
+	while (len) {
+		size_t n = (size_t)VDK_MIN(len, (uint64_t)REBASE_CHUNK);
+		uint64_t have = nb && off < nb->size ? VDK_MIN((uint64_t)n, nb->size - off) : 0;
+		int r = vdk_image_pread(img, a, n, off, e);
+		memset(b + have, 0, n - have);
+		if (!r && have)
+			r = vdk_image_pread(nb, b, (size_t)have, off, e);
+		for (size_t i = 0; !r && i < n;) {
+			size_t k = (size_t)VDK_MIN((uint64_t)(n - i), unit - (off + i) % unit);
+			if (memcmp(a + i, b + i, k))
+				r = vdk_update_write(u, a + i, k, off + i, e);
+			i += k;
+		}
+		if (r)
+			return r;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int rebase_copy(struct vdk_update *u, struct vdk_image *img, struct vdk_image *nb,
+                       const struct vdk_rebase_opts *o, struct vdk_err *e)
+{
+	uint8_t *a = malloc(REBASE_CHUNK), *b = malloc(REBASE_CHUNK);
+	struct vdk_extents x = {0};
+	int r = a && b ? 0 : vdk_nomem(e, img->src->name, img->fmt->name, "the rebase buffers");
+	for (uint64_t off = 0; !r && off < img->size;) {
+		r = vdk_image_own_extents(img, off, img->size - off, &x, e);
+		for (size_t i = 0; !r && i < x.n; i++)
+			if (x.v[i].flags & VDK_EXT_HOLE)
+				r = rebase_hole(u, img, nb, a, b, x.v[i].off, x.v[i].len, e);
+		if (!r && x.n)
+			off = x.v[x.n - 1].off + x.v[x.n - 1].len;
+		if (o->progress)
+			o->progress(o->ctx, off, img->size);
+	}
+	if (!r)
+		r = vdk_update_flush(u, e);
+	vdk_extents_free(&x);
+	free(a);
+	free(b);
+	return r;
+}
+
+static int rebase_safe(const char *path, struct vdk_rebase_opts *o, struct vdk_update_stats *st,
+                       struct vdk_err *e)
+{
+	struct vdk_open_opts oo = {.access = o->access}, no = {.access = o->access};
+	struct vdk_image *img = NULL, *nb = NULL;
+	struct vdk_update *u = NULL;
+	char *full = o->backing ? rebase_resolve(path, o->backing) : NULL;
+	int r = o->backing && !full ? vdk_nomem(e, path, NULL, "a file name") : 0;
+	if (!r)
+		r = vdk_image_open_path(path, o->fmt, &oo, &img, e);
+	if (!r && full)
+		r = vdk_image_open_path(full, o->backing_fmt, &no, &nb, e);
+	if (!r && nb && !o->backing_fmt)
+		o->backing_fmt = nb->fmt->name; /* as probed, as qemu-img records it */
+	if (!r)
+		r = vdk_update_open(path, img->fmt->name, &u, e);
+	if (!r)
+		r = rebase_copy(u, img, nb, o, e);
+	if (u)
+		*st = u->st;
+	vdk_update_close(u);
+	vdk_image_close(nb);
+	vdk_image_close(img);
+	free(full);
+	return r;
+}
+
+int vdk_rebase(const char *path, const struct vdk_rebase_opts *o, struct vdk_update_stats *st,
+               struct vdk_err *e)
+{
+	memset(st, 0, sizeof(*st));
+	struct vdk_rebase_opts ro = *o;
+	if (ro.backing && !*ro.backing)
+		ro.backing = NULL;
+	if (!ro.backing)
+		ro.backing_fmt = NULL;
 	struct vdk_open_opts oo = {.no_backing = true};
 	struct vdk_image *img;
-	int r = vdk_image_open_path(path, fmt, &oo, &img, e);
+	int r = vdk_image_open_path(path, ro.fmt, &oo, &img, e);
 	if (r)
 		return r;
 	const struct vdk_format *f = img->fmt;
@@ -181,8 +279,8 @@ int vdk_rebase_unsafe(const char *path, const char *fmt, const char *backing,
 		return vdk_unsup(e, path, f->name, VDK_NO_OFFSET,
 		                 "this format has no backing file reference to change (qcow2 and "
 		                 "vmdk have)");
-	if (backing && !*backing)
-		backing = NULL;
-	return vdk_err_ensure(e, f->set_backing(path, backing, backing ? backing_fmt : NULL, e),
-	                      path, f->name, "changing the backing file");
+	if (!ro.unsafe && (r = rebase_safe(path, &ro, st, e)))
+		return r;
+	return vdk_err_ensure(e, f->set_backing(path, ro.backing, ro.backing_fmt, e), path, f->name,
+	                      "changing the backing file");
 }

@@ -37,9 +37,24 @@ struct vdk_commit_result {
 int vdk_commit(const char *path, const struct vdk_commit_opts *o, struct vdk_commit_result *res,
                struct vdk_err *e);
 
-/* qemu-img rebase -u: path's backing reference becomes backing (NULL or
- * "": none) of format backing_fmt; no data is read or written. */
-int vdk_rebase_unsafe(const char *path, const char *fmt, const char *backing,
-                      const char *backing_fmt, struct vdk_err *e);
+struct vdk_rebase_opts {
+	const char *fmt;         /* IMAGE's format (NULL: probe) */
+	const char *backing;     /* the new backing file as it is written (NULL or "": none) */
+	const char *backing_fmt; /* its format (NULL: unsaid; qcow2 requires it) */
+	bool unsafe;             /* -u: only the reference changes */
+	struct vdk_access access;
+	vdk_update_progress progress; /* safe mode; may be NULL */
+	void *ctx;
+};
+
+/* qemu-img rebase. Unsafe (-u): IMAGE's backing reference becomes
+ * backing; no data is read or written. Safe: first every range IMAGE does
+ * not hold itself and where the old backing chain and the new backing file
+ * differ is written into IMAGE (the old content), so IMAGE reads the same
+ * over its new backing file; then the reference changes. A kill leaves
+ * IMAGE reading as before, over the old backing file; a rerun completes.
+ * backing is opened relative to IMAGE's folder, as qemu-img does. */
+int vdk_rebase(const char *path, const struct vdk_rebase_opts *o, struct vdk_update_stats *st,
+               struct vdk_err *e);
 
 #endif

@@ -259,6 +259,33 @@ uint32_t vmdk_cid_like(uint32_t old, size_t n)
 	}
 }
 
+/* The CID of the new parent, when it can be opened now (relative to the
+ * child's folder, as the reader will open it): the child's parentCID then
+ * names it, so the chain opens over the parent the user named. A parent
+ * not there yet (qemu-img rebase -u allows it) keeps the old parentCID. */
+static bool vmdk_rebase_parent_cid(const char *path, const char *backing, uint32_t *cid)
+{
+	const char *slash = strrchr(path, '/');
+	size_t dn = backing[0] == '/' || !slash ? 0 : (size_t)(slash - path) + 1;
+	char *full = malloc(dn + strlen(backing) + 1);
+	if (!full)
+		return false;
+	memcpy(full, path, dn);
+	strcpy(full + dn, backing);
+	struct vdk_open_opts oo = {.no_backing = true};
+	struct vdk_image *img;
+	struct vdk_err e = {0};
+	bool ok = false;
+	if (vdk_image_open_path(full, "vmdk", &oo, &img, &e) == 0) {
+		const struct vmdk_state *st = img->state;
+		ok = st->desc.has_cid;
+		*cid = st->desc.cid;
+		vdk_image_close(img);
+	}
+	free(full);
+	return ok;
+}
+
 static int vmdk_rebase_edit(struct vmdk_dloc *d, const char *path, const char *backing,
                             struct vdk_err *e)
 {
@@ -274,9 +301,15 @@ static int vmdk_rebase_edit(struct vmdk_dloc *d, const char *path, const char *b
 			                   "a parent file name with a quote or a line break cannot "
 			                   "be written into a descriptor");
 		size_t o, n;
+		uint32_t pcid;
+		char hex[9];
 		r = 0;
-		if (vmdk_dloc_value(d, "parentCID", &o, &n))
+		if (vmdk_rebase_parent_cid(path, backing, &pcid)) {
+			snprintf(hex, sizeof(hex), "%08" PRIx32, pcid);
+			r = vmdk_dloc_set(d, "parentCID", hex, false, "CID");
+		} else if (vmdk_dloc_value(d, "parentCID", &o, &n)) {
 			r = vmdk_dloc_set(d, "parentCID", "ffffffff", false, "CID");
+		}
 		if (!r)
 			r = vmdk_dloc_set(d, "parentFileNameHint", backing, true, "createType");
 	}

@@ -75,40 +75,45 @@ int cmd_commit(int argc, char **argv)
 
 int cmd_rebase(int argc, char **argv)
 {
-	static const struct option lo[] = {{"format", required_argument, NULL, 'f'},
-	                                   {NULL, 0, NULL, 0}};
-	const char *fmt = NULL, *backing = NULL, *bfmt = NULL;
-	bool unsafe = false;
+	static const struct option lo[] = {
+	    {"format", required_argument, NULL, 'f'}, CLI_OPEN_LONGOPTS, {NULL, 0, NULL, 0}};
+	struct vdk_rebase_opts o = {0};
+	struct vdk_open_opts open = {0};
+	struct commit_bar bar = {.last_bp = -1};
+	bool quiet = false, progress = false;
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "f:b:F:uqpt:T:U", lo, NULL)) != -1) {
 		if (c == 'f')
-			fmt = optarg;
+			o.fmt = optarg;
 		else if (c == 'b')
-			backing = optarg;
+			o.backing = optarg;
 		else if (c == 'F')
-			bfmt = optarg;
+			o.backing_fmt = optarg;
 		else if (c == 'u')
-			unsafe = true;
-		else if (c == 'q' || c == 'p' || c == 't' || c == 'T' || c == 'U')
-			continue;
-		else
+			o.unsafe = true;
+		else if (c == 'q')
+			quiet = true;
+		else if (c == 'p')
+			progress = true;
+		else if (c == 't' || c == 'T' || c == 'U')
+			continue; /* cache modes, force-share: accepted */
+		else if (!cli_open_opt(c, optarg, &open))
 			return cli_usage("rebase: unknown option (see 'vdkit rebase --help')");
 	}
 	if (optind != argc - 1)
 		return cli_usage("rebase needs one IMAGE");
-	if (!backing)
+	if (!o.backing)
 		return cli_usage("rebase needs -b BACKING (\"\" for none)");
-	if (!unsafe) {
-		fprintf(stderr,
-		        "%s: rebase without -u (a safe rebase that copies the data that differs "
-		        "into IMAGE) is not implemented: give -u when the new backing file has "
-		        "the same content as the old one (a chain moved or copied)\n",
-		        cli_prog);
-		return CLI_BAD;
+	o.access = open.access;
+	if (progress && !quiet && !o.unsafe) {
+		o.progress = commit_progress;
+		o.ctx = &bar;
 	}
 	struct vdk_err e = {0};
-	if (vdk_rebase_unsafe(argv[optind], fmt, backing, bfmt, &e))
-		return cli_fail(&e);
-	return CLI_OK;
+	struct vdk_update_stats st;
+	int r = vdk_rebase(argv[optind], &o, &st, &e);
+	if (bar.last_bp >= 0)
+		printf("\n");
+	return r ? cli_fail(&e) : CLI_OK;
 }

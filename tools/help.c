@@ -86,13 +86,17 @@ static const struct help_verb help_verbs[] = {
      "  --allow-dir DIR        let extents/backing files come from DIR (repeatable)\n"
      "  --allow-any-path       let extents/backing files come from anywhere\n"
      "  --force                commit despite a parent CID mismatch above BASE\n"},
-    {"rebase", "rebase -u -b BACKING [-F BFMT] [-f FMT] [-q] IMAGE",
-     "Change only IMAGE's backing file reference (qcow2, vmdk); no data is read or written.",
-     "  -u                     unsafe mode: required (a safe rebase is not implemented)\n"
+    {"rebase", "rebase [-u] -b BACKING [-F BFMT] [-f FMT] [-p] [-q] IMAGE",
+     "Make BACKING IMAGE's backing file; IMAGE reads the same afterwards (with -u: only the "
+     "reference changes).",
+     "  -u                     unsafe: change the reference only, read and write no data\n"
      "  -b BACKING             the new backing file, as it will be written (\"\" for none)\n"
-     "  -F BFMT                its format (qcow2: required, as qemu-img; vmdk: vmdk)\n"
+     "  -F BFMT                its format (qcow2 -u: required, as qemu-img)\n"
      "  -f FMT                 format of IMAGE (probed when absent)\n"
-     "  -q                     quiet\n"},
+     "  -p                     progress (safe mode): (NN.NN/100%) on stdout\n"
+     "  -q                     quiet\n"
+     "  --allow-dir DIR        let extents/backing files come from DIR (repeatable)\n"
+     "  --allow-any-path       let extents/backing files come from anywhere\n"},
     {"measure", "measure [--output=json|human] [-O FMT] [-o OPTS] [--size SIZE | [-f FMT] IMAGE]",
      "How many bytes a conversion to FMT needs (qemu-img's required, fully-allocated).",
      "  --output=json|human    output format (default human)\n"
