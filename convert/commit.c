@@ -119,7 +119,7 @@ static int commit_into(struct vdk_image *img, struct vdk_image *base,
 		return vdk_bad(e, img->src->name, img->fmt->name, VDK_NO_OFFSET,
 		               "backing chain deeper than %d images", COMMIT_MAX_LAYERS);
 	struct vdk_update *u;
-	int r = vdk_update_open(base->src->name, base->fmt->name, &u, e);
+	int r = vdk_update_open_access(base->src->name, base->fmt->name, &o->access, &u, e);
 	if (r)
 		return r;
 	struct commit_prog p = {.o = o, .n = n};
@@ -247,7 +247,7 @@ static int rebase_safe(const char *path, struct vdk_rebase_opts *o, struct vdk_u
 	if (!r && nb && !o->backing_fmt)
 		o->backing_fmt = nb->fmt->name; /* as probed, as qemu-img records it */
 	if (!r)
-		r = vdk_update_open(path, img->fmt->name, &u, e);
+		r = vdk_update_open_access(path, img->fmt->name, &o->access, &u, e);
 	if (!r)
 		r = rebase_copy(u, img, nb, o, e);
 	if (u)

@@ -144,6 +144,7 @@ static int vmdk_upd_ext_open(struct vdk_update *u, size_t i, struct vdk_err *e)
 int vmdk_update_open(struct vdk_update *u, struct vdk_err *e)
 {
 	struct vmdk_upd *s = u->state;
+	s->opts.access = *u->access;
 	int r = vdk_image_open_path(u->path, "vmdk", &s->opts, &s->img, e);
 	if (r)
 		return r;

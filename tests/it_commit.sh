@@ -104,6 +104,20 @@ record "$D/base.vmdk" "$D/mid.vmdk" "$D/top.vmdk"
 unchanged "stale-layer refusal: every file unchanged" "$D/base.vmdk" "$D/mid.vmdk" "$D/top.vmdk"
 check "--force commits it anyway" "$V" commit -q --force -b "$D/base.vmdk" "$D/top.vmdk"
 
+# A delta parent whose own parent lies in another folder: --allow-dir
+# reaches it (the updater fills the rest of a new grain from it).
+D="$T/far"; mkdir -p "$D/other" "$D/vm"
+qemu-img create -q -f vmdk "$D/other/base.vmdk" 8M
+qio vmdk "$D/other/base.vmdk" -c 'write -P 1 0 8M'
+qemu-img create -q -f vmdk -b ../other/base.vmdk -F vmdk "$D/vm/mid.vmdk"
+qemu-img create -q -f vmdk -b mid.vmdk -F vmdk "$D/vm/top.vmdk"
+qio vmdk "$D/vm/top.vmdk" -c 'write -P 2 1000k 8k'
+snap "$D/vm/top.vmdk" "$D/before.raw"
+"$V" commit -q "$D/vm/top.vmdk" 2>/dev/null; rc=$?
+"$V" commit -q --allow-dir "$D/other" "$D/vm/top.vmdk" && same "$D/before.raw" "$D/vm/mid.vmdk" && [ $rc -eq 1 ] &&
+	pass "a delta parent whose parent is in another folder: refused by default, committed with --allow-dir (partial grain filled from it)" ||
+	fail "far parent: rc=$rc"
+
 # ---- parents of the other writable kinds (and a qcow2 overlay)
 kind() { # SUBFORMAT SIZE: top sparse over a parent of that subformat
 	local sub=$1 size=$2 D="$T/k-$1"
