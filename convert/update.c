@@ -13,8 +13,8 @@
 
 #define UPDATE_CHUNK (1u << 20)
 
-static int update_pick_format(const char *path, const char *fmt_name, const struct vdk_format **out,
-                              struct vdk_err *e)
+static int update_pick_format(const char *path, const char *fmt_name,
+                              const struct vdk_format **out, struct vdk_err *e)
 {
 	const struct vdk_format *f = NULL;
 	if (fmt_name) {
@@ -105,7 +105,8 @@ int vdk_update_open_access(const char *path, const char *fmt_name, const struct 
 	return 0;
 }
 
-static int update_check_range(struct vdk_update *u, uint64_t off, uint64_t len, struct vdk_err *e)
+static int update_check_range(struct vdk_update *u, uint64_t off, uint64_t len,
+                              struct vdk_err *e)
 {
 	if (off > u->size || len > u->size - off)
 		return vdk_err_set(e, VDK_E_USAGE, EINVAL, u->path, u->fmt->name, off,
@@ -177,8 +178,8 @@ int vdk_update_pwrite(struct vdk_update *u, const void *buf, size_t len, uint64_
                       struct vdk_err *e)
 {
 	if (vdk_pwrite_full(u->fd, buf, len, off))
-		return vdk_ioerr(e, errno, u->path, "write of %zu bytes at offset %llu failed: %s",
-		                 len, (unsigned long long)off, strerror(errno));
+		return vdk_ioerr(e, errno, u->path, "write of %zu bytes at offset %llu failed: %s", len,
+		                 (unsigned long long)off, strerror(errno));
 	if (meta)
 		u->st.meta_bytes += len;
 	else
@@ -196,8 +197,8 @@ int vdk_update_sync(struct vdk_update *u, struct vdk_err *e)
 
 /* The copy ------------------------------------------------------------ */
 
-static int update_copy_data(struct vdk_update *u, struct vdk_image *img, uint8_t *buf, uint64_t off,
-                            uint64_t len, struct vdk_err *e)
+static int update_copy_data(struct vdk_update *u, struct vdk_image *img, uint8_t *buf,
+                            uint64_t off, uint64_t len, struct vdk_err *e)
 {
 	while (len) {
 		size_t n = (size_t)VDK_MIN((uint64_t)UPDATE_CHUNK, len);
