@@ -183,7 +183,7 @@ struct qcow2_wstate {
 	unsigned ncctx;
 	int data_fd;
 	uint64_t data_dev, data_ino;
-	char *data_ref;    /* the name stored in the image */
+	char *data_ref; /* the name stored in the image */
 	int prealloc;      /* 0 off, 1 metadata, 2 falloc, 3 full */
 	char *backing;     /* backing_file (create only), NULL: none */
 	char *backing_fmt; /* backing_fmt header extension, NULL: none */

@@ -18,7 +18,7 @@ struct help_verb {
 	"  --allow-dir DIR        let extents/backing files come from DIR (repeatable)\n"          \
 	"  --allow-any-path       let extents/backing files come from anywhere\n"                  \
 	"  --force                open despite a parent CID mismatch\n"                            \
-	"  --backing-format FMT   format of the backing file\n"                                    \
+	"  --backing-format FMT   format of the backing file\n"                                   \
 	"  --timeout SECONDS      a remote server (nbd://, nfs://) may stall this long (60)\n"
 
 static const struct help_verb help_verbs[] = {
