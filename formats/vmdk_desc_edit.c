@@ -244,7 +244,8 @@ int vmdk_dloc_write(int fd, const char *path, const struct vmdk_dloc *d, struct 
 }
 
 /* A random CID of exactly n hex digits (1..8) other than old, so that the
- * new value overwrites the old one byte for byte. */
+ * new value overwrites the old one byte for byte; never ffffffff, which a
+ * child's parentCID uses for "no parent". */
 uint32_t vmdk_cid_like(uint32_t old, size_t n)
 {
 	uint32_t lo = n <= 1 ? 1 : 1u << (4 * (n - 1));
@@ -254,7 +255,7 @@ uint32_t vmdk_cid_like(uint32_t old, size_t n)
 		if (getrandom(&v, sizeof(v), 0) != sizeof(v))
 			v = (uint32_t)time(NULL) ^ (uint32_t)getpid() ^ old;
 		v = (uint32_t)(lo + v % span);
-		if (v != old)
+		if (v != old && v != UINT32_MAX)
 			return v;
 	}
 }
