@@ -156,9 +156,12 @@ for bf in raw vmdk; do
 done
 qemu-img create -q -f qcow2 "$D/b.qcow2" 16M
 qemu-img create -q -f qcow2 -b b.qcow2 -F qcow2 "$D/t.qcow2"
-qio qcow2 "$D/t.qcow2" -c 'write -P 2 1M 2M'
+qio qcow2 "$D/b.qcow2" -c 'write -P 1 0 4M'
+qio qcow2 "$D/t.qcow2" -c 'write -P 2 1M 2M' -c 'write -z 3M 64k'
+snap "$D/t.qcow2" "$D/before.raw"
 if out=$("$V" commit "$D/t.qcow2" 2>&1); then
-	snap "$D/t.qcow2" "$D/before.raw"; same "$D/before.raw" "$D/b.qcow2" qcow2 && pass "commit into a qcow2 parent" || fail "commit into a qcow2 parent"
+	same "$D/before.raw" "$D/b.qcow2" qcow2 && qemu-img check -q "$D/b.qcow2" >/dev/null &&
+		pass "commit into a qcow2 parent: it reads as the top did, check clean" || fail "commit into a qcow2 parent"
 elif echo "$out" | grep -q "cannot be updated"; then
 	skip "commit into a qcow2 parent: the qcow2 updater is not on this branch ($out)"
 else
@@ -319,10 +322,19 @@ done
 [ $bad -eq 0 ] && pass "SIGKILL during safe rebases ($killed killed): the delta reads the same after each kill and the rerun" ||
 	fail "safe rebase kills: $bad bad outcomes"
 qemu-img create -q -f raw "$D/b.raw" 4M
+qio raw "$D/b.raw" -c 'write -P 1 0 2M'
 qemu-img create -q -f qcow2 -b b.raw -F raw "$D/q.qcow2"
+qio qcow2 "$D/q.qcow2" -c 'write -P 2 512k 64k'
 qemu-img create -q -f raw "$D/c.raw" 4M
+qio raw "$D/c.raw" -c 'write -P 1 0 1M' -c 'write -P 3 3M 4k'
+snap "$D/q.qcow2" "$D/qbefore.raw"
+cp "$D/q.qcow2" "$D/qq.qcow2"
 if out=$("$V" rebase -b c.raw -F raw "$D/q.qcow2" 2>&1); then
-	pass "safe rebase of a qcow2 overlay"
+	(cd "$D" && qemu-img rebase -b c.raw -F raw qq.qcow2)
+	same "$D/qbefore.raw" "$D/q.qcow2" qcow2 && qemu-img check -q "$D/q.qcow2" >/dev/null &&
+		qemu-img compare -q "$D/q.qcow2" "$D/qq.qcow2" &&
+		pass "safe rebase of a qcow2 overlay: same content, check clean, as qemu-img rebase" ||
+		fail "safe rebase of a qcow2 overlay"
 elif echo "$out" | grep -q "cannot be updated"; then
 	skip "safe rebase of a qcow2 overlay: the qcow2 updater is not on this branch"
 else
