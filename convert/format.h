@@ -227,6 +227,12 @@ struct vdk_format {
 	/* Make everything written durable and referenced, in crash-safe order. */
 	int (*update_flush)(struct vdk_update *u, struct vdk_err *e);
 	void (*update_close)(struct vdk_update *u);
+
+	/* ---- rebase -u (optional): make the image at path name backing as
+	 * its backing file (NULL: none) of format backing_fmt (NULL: unsaid),
+	 * nothing else changed, crash-safe (qemu's bdrv_change_backing_file). */
+	int (*set_backing)(const char *path, const char *backing, const char *backing_fmt,
+	                   struct vdk_err *e);
 };
 
 /* Registry (formats/registry.c) ------------------------------------- */

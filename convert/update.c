@@ -65,8 +65,16 @@ static int update_open_fd(const char *path, int *fd_out, struct vdk_err *e)
 	return 0;
 }
 
+static const struct vdk_access update_own_folder;
+
 int vdk_update_open(const char *path, const char *fmt_name, struct vdk_update **out,
                     struct vdk_err *e)
+{
+	return vdk_update_open_access(path, fmt_name, NULL, out, e);
+}
+
+int vdk_update_open_access(const char *path, const char *fmt_name, const struct vdk_access *acc,
+                           struct vdk_update **out, struct vdk_err *e)
 {
 	const struct vdk_format *f = NULL;
 	int r = update_pick_format(path, fmt_name, &f, e);
@@ -77,6 +85,7 @@ int vdk_update_open(const char *path, const char *fmt_name, struct vdk_update **
 		return vdk_nomem(e, path, f->name, "the update state");
 	u->fmt = f;
 	u->path = path;
+	u->access = acc ? acc : &update_own_folder;
 	u->fd = -1;
 	if (f->ustate_size && !(u->state = calloc(1, f->ustate_size))) {
 		free(u);

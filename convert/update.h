@@ -38,6 +38,9 @@ struct vdk_update {
 	 * zeroes (a target has no backing file). */
 	uint32_t granularity;
 	void *state; /* fmt->ustate_size bytes, zeroed, owned by the core */
+	/* Folders the updater may open related files from (extents, the
+	 * target's own backing file), as readers do: never NULL. */
+	const struct vdk_access *access;
 	struct vdk_update_stats st;
 };
 
@@ -45,6 +48,11 @@ struct vdk_update {
  * (NULL: probe; only formats with update_open are accepted). */
 int vdk_update_open(const char *path, const char *fmt_name, struct vdk_update **out,
                     struct vdk_err *e);
+/* The same, with related files (a VMDK's extents, a delta target's own
+ * parent) also reachable in the folders acc allows (NULL: the target's
+ * own folder only). acc must outlive the update. */
+int vdk_update_open_access(const char *path, const char *fmt_name, const struct vdk_access *acc,
+                           struct vdk_update **out, struct vdk_err *e);
 /* Guest data at off; off and len multiples of 512 (len may end at the
  * end of the disk). */
 int vdk_update_write(struct vdk_update *u, const void *buf, size_t len, uint64_t off,

@@ -463,4 +463,5 @@ const struct vdk_format vdk_format_qcow2 = {
     .ovf_formats = qcow2_ovf_formats,
     .wopts = qcow2_wopts,
     .resize = qcow2_resize,
+    .set_backing = qcow2_set_backing,
 };

@@ -675,4 +675,11 @@ const struct vdk_format vdk_format_vmdk = {
     .ovf_formats = vmdk_ovf_formats,
     .ovf_format_uri = "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized",
     .wopts = vmdk_wopts,
+    .ustate_size = sizeof(struct vmdk_upd),
+    .update_open = vmdk_update_open,
+    .update_write = vmdk_update_write,
+    .update_zero = vmdk_update_zero,
+    .update_flush = vmdk_update_flush,
+    .update_close = vmdk_update_close,
+    .set_backing = vmdk_set_backing,
 };

@@ -298,4 +298,60 @@ int vmdk_wclone(struct vdk_writer *w, uint64_t off, uint64_t len, int src_fd, ui
 int vmdk_wfinalize(struct vdk_writer *w, struct vdk_err *e);
 void vmdk_wclose(struct vdk_writer *w);
 
+/* ---- descriptor edits in place (vmdk_desc_edit.c) -------------------- */
+
+/* Where an image's descriptor text is: a file of its own (replaced whole
+ * by rename) or the reserved sectors of a hosted sparse extent. */
+struct vmdk_dloc {
+	bool embedded;
+	uint64_t off, cap; /* bytes: where the text starts, room reserved for it */
+	unsigned mode;     /* a descriptor file's permissions */
+	char *text;        /* NUL-terminated */
+	size_t len;
+};
+int vmdk_dloc_read(int fd, const char *name, struct vmdk_dloc *d, struct vdk_err *e);
+void vmdk_dloc_free(struct vmdk_dloc *d);
+/* Set key to val (quoted when quote), or remove the line when val is NULL;
+ * a new line goes after the line of key `after`. 0 or -ENOMEM. */
+int vmdk_dloc_set(struct vmdk_dloc *d, const char *key, const char *val, bool quote,
+                  const char *after);
+/* Offset and length of key's value in d->text, or -ENOENT. */
+int vmdk_dloc_value(const struct vmdk_dloc *d, const char *key, size_t *off, size_t *len);
+/* Write d back: in the reserved sectors (refused when it no longer fits),
+ * or a descriptor file replaced by temp + fsync + rename. */
+int vmdk_dloc_write(int fd, const char *path, const struct vmdk_dloc *d, struct vdk_err *e);
+uint32_t vmdk_cid_like(uint32_t old, size_t ndigits);
+
+/* vmdk_update.c: the update half of the vtable (commit into a VMDK). */
+struct vmdk_upd_ext {
+	int fd; /* O_RDWR: the update's own fd, or this extent file's */
+	bool own_fd;
+	const char *name;
+	uint32_t *rgd;   /* redundant grain directory (sectors), or NULL */
+	uint64_t end;    /* bytes: where the next grain or table goes */
+	uint8_t *dirty;  /* per grain table: entries changed, not yet written */
+	bool data_dirty; /* data written since the last fdatasync */
+};
+
+struct vmdk_upd {
+	struct vdk_open_opts opts;
+	struct vdk_image *img; /* the reader over the same files */
+	struct vmdk_upd_ext *x;
+	size_t n;
+	bool cid_done;
+	uint64_t pending; /* bytes of grains allocated, not yet referenced */
+	uint8_t *gbuf;    /* one grain */
+};
+
+int vmdk_update_open(struct vdk_update *u, struct vdk_err *e);
+int vmdk_update_write(struct vdk_update *u, const void *buf, size_t len, uint64_t off,
+                      struct vdk_err *e);
+int vmdk_update_zero(struct vdk_update *u, uint64_t off, uint64_t len, struct vdk_err *e);
+int vmdk_update_flush(struct vdk_update *u, struct vdk_err *e);
+void vmdk_update_close(struct vdk_update *u);
+/* rebase -u: parentFileNameHint (NULL or "": none) and, when removed,
+ * parentCID. */
+int vmdk_set_backing(const char *path, const char *backing, const char *backing_fmt,
+                     struct vdk_err *e);
+
 #endif

@@ -14,7 +14,7 @@ ver=$("$VDKIT" --version)
 [[ "$("$V2V" --version)" =~ ^vmdk2vhdx\ version\ [0-9]+\.[0-9]+\.[0-9]+$ ]] &&
 	pass "vmdk2vhdx --version" || fail "vmdk2vhdx --version"
 "$VDKIT" --help >"$T/all" && pass "vdkit --help exits 0" || fail "vdkit --help"
-for v in info check convert create resize measure compare map ova; do
+for v in info check convert create resize measure commit rebase compare map ova; do
 	grep -q "^  vdkit $v " "$T/all" || fail "vdkit --help does not list $v"
 	if ! "$VDKIT" $v --help >"$T/h.$v"; then
 		fail "vdkit $v --help exit status"
@@ -43,7 +43,7 @@ if have man; then
 		sed -n '/^SYNOPSIS/,/^DESCRIPTION/p' "$T/man.$page" | squeeze >"$T/syn.$page"
 	done
 	bad=""
-	for v in info check convert create resize measure compare map ova help; do
+	for v in info check convert create resize measure commit rebase compare map ova help; do
 		while IFS= read -r line; do
 			l=$(squeeze <<<"${line#usage: }")
 			grep -qxF -- "$l" "$T/syn.vdkit" || bad="$bad [$v: $l]"

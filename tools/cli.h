@@ -70,6 +70,8 @@ int cmd_ova(int argc, char **argv);     /* tools/cmd_ova.c (OVA module) */
 int cmd_create(int argc, char **argv);  /* tools/cmd_create.c */
 int cmd_resize(int argc, char **argv);  /* tools/cmd_resize.c */
 int cmd_measure(int argc, char **argv); /* tools/cmd_measure.c */
+int cmd_commit(int argc, char **argv);  /* tools/cmd_commit.c */
+int cmd_rebase(int argc, char **argv);  /* tools/cmd_commit.c */
 
 /* tools/cli_hint.c: for a file that probes as raw but is an OVA package or
  * a footer-only (fixed) VHD, the hint to print; NULL otherwise. */

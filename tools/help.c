@@ -74,6 +74,30 @@ static const struct help_verb help_verbs[] = {
      "  --shrink               allow the size to go down (raw, qcow2)\n"
      "  --preallocation=MODE   raw: off, falloc or full for the new part\n"
      "  -q                     quiet\n"},
+    {"commit", "commit [-f FMT] [-d] [-b BASE] [-p] [-q] [-t CACHE] [-r RATE] [--force] IMAGE",
+     "Write IMAGE's own data into its backing file (or into BASE, with every layer between), "
+     "in place.",
+     "  -f FMT                 format of IMAGE (probed when absent)\n"
+     "  -d                     keep IMAGE's data (vdkit always keeps it: see the README)\n"
+     "  -b BASE                commit down into BASE, an image of IMAGE's chain (implies -d)\n"
+     "  -p                     progress: (NN.NN/100%) on stdout\n"
+     "  -q                     quiet\n"
+     "  -t CACHE               cache mode (accepted; the base is synced in crash-safe order)\n"
+     "  -r RATE                rate limit (accepted, not applied)\n"
+     "  --allow-dir DIR        let extents/backing files come from DIR (repeatable)\n"
+     "  --allow-any-path       let extents/backing files come from anywhere\n"
+     "  --force                commit despite a parent CID mismatch above BASE\n"},
+    {"rebase", "rebase [-u] -b BACKING [-F BFMT] [-f FMT] [-p] [-q] IMAGE",
+     "Make BACKING IMAGE's backing file; IMAGE reads the same afterwards (with -u: only the "
+     "reference changes).",
+     "  -u                     unsafe: change the reference only, read and write no data\n"
+     "  -b BACKING             the new backing file, as it will be written (\"\" for none)\n"
+     "  -F BFMT                its format (qcow2 -u: required, as qemu-img)\n"
+     "  -f FMT                 format of IMAGE (probed when absent)\n"
+     "  -p                     progress (safe mode): (NN.NN/100%) on stdout\n"
+     "  -q                     quiet\n"
+     "  --allow-dir DIR        let extents/backing files come from DIR (repeatable)\n"
+     "  --allow-any-path       let extents/backing files come from anywhere\n"},
     {"measure", "measure [--output=json|human] [-O FMT] [-o OPTS] [--size SIZE | [-f FMT] IMAGE]",
      "How many bytes a conversion to FMT needs (qemu-img's required, fully-allocated).",
      "  --output=json|human    output format (default human)\n"
