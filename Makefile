@@ -90,7 +90,7 @@ bin/vdk-gen-delta: obj/tests/gen_delta.o bin/libvdkit.a | bin
 # and syncs (tests/upd.c); nothing else is linked this way.
 bin/vdk-upd: obj/tests/upd.o bin/libvdkit.a | bin
 	@echo "  LD      $@"
-	@$(CC) $(ALL_CFLAGS) -Wl,--wrap=pwrite,--wrap=fdatasync,--wrap=fsync -o $@ $^ $(LIBS)
+	@$(CC) $(ALL_CFLAGS) -Wl,--wrap=pwrite64,--wrap=fdatasync,--wrap=fsync -o $@ $^ $(LIBS)
 bin/tests/%: obj/tests/%.o bin/libvdkit.a | bin/tests
 	@echo "  LD      $@"
 	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)

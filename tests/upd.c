@@ -1,17 +1,20 @@
 /* vdk-upd: drives an in-place updater (convert/update.h) for tests.
  *
- *   vdk-upd [-f FMT] [-F FLUSH_EVERY] [-c CRASH_AT] TARGET SEED NOPS
+ *   vdk-upd [-f FMT] [-F FLUSH_EVERY] [-c CRASH_AT] [-w LEN] TARGET SEED NOPS
  *   vdk-upd -V INITIAL.raw RESULT.raw SEED NOPS
  *
  * The first form applies NOPS random 512-aligned writes and zero ranges
  * drawn from SEED (the same SEED gives the same operations and data on any
  * target, so a raw copy updated the same way is the expected result),
  * flushing every FLUSH_EVERY operations and at the end, then prints the
- * updater's byte counts. -c simulates a power cut at the CRASH_AT-th write
+ * updater's byte counts and the writes and syncs it sent (events; counted
+ * only with -c). -w LEN makes every operation a write of LEN bytes at a
+ * LEN-aligned offset (for measurements). -c simulates a power cut at the CRASH_AT-th write
  * or sync the updater sends to TARGET: every write since the last sync is
  * kept or undone at random (a disk may have persisted any of them), then
  * the process kills itself with SIGKILL. Built with -Wl,--wrap for pwrite,
- * fdatasync and fsync (Makefile): the library itself has no such hook.
+ * (pwrite64 with 64-bit off_t), fdatasync and fsync (Makefile): the library itself has no such
+ * hook.
  *
  * -V checks a crashed result: every sector of RESULT.raw holds what
  * INITIAL.raw had there or what one of the operations wrote there. */
@@ -48,9 +51,13 @@ static uint64_t upd_mix(uint64_t z)
 
 /* Operation i of SEED on a disk of size bytes: mostly short writes (a
  * delta's grains), some spanning blocks, some zero ranges of every size. */
+static uint64_t upd_wlen; /* -w: every operation writes this many bytes */
+
 static struct upd_op upd_op_get(uint64_t seed, uint64_t i, uint64_t size)
 {
 	uint64_t r = upd_mix(seed * 1000003u + i), secs = size / UPD_SEC;
+	if (upd_wlen)
+		return (struct upd_op){false, r % (size / upd_wlen) * upd_wlen, upd_wlen};
 	struct upd_op op = {.zero = r % 10 < 3};
 	uint64_t kind = (r >> 8) % 16, len;
 	if (kind < 10)
@@ -84,6 +91,7 @@ struct upd_pending {
 	uint64_t off;
 	size_t len;
 	uint8_t *old;
+	uint64_t old_size; /* the file's size before the write */
 };
 
 static int upd_fd = -1;
@@ -92,18 +100,26 @@ static struct upd_pending *upd_pend;
 static size_t upd_npend;
 static uint64_t upd_seed;
 
-ssize_t __real_pwrite(int fd, const void *buf, size_t n, off_t off);
+ssize_t __real_pwrite64(int fd, const void *buf, size_t n, off_t off);
 int __real_fdatasync(int fd);
 int __real_fsync(int fd);
 
 static void upd_power_cut(void)
 {
 	uint64_t r = upd_mix(upd_seed + (uint64_t)upd_crash_at);
+	bool all_later_lost = true;
 	for (size_t i = upd_npend; i-- > 0;) {
+		const struct upd_pending *p = &upd_pend[i];
 		r = upd_mix(r);
-		if (r & 1)
-			(void)__real_pwrite(upd_fd, upd_pend[i].old, upd_pend[i].len,
-			                    (off_t)upd_pend[i].off);
+		if (!(r & 1)) {
+			all_later_lost = false;
+			continue;
+		}
+		(void)__real_pwrite64(upd_fd, p->old, p->len, (off_t)p->off);
+		/* the size it grew the file by is lost too, unless a later
+		 * write that reached the disk needs it */
+		if (all_later_lost && p->off + p->len > p->old_size)
+			(void)!ftruncate(upd_fd, (off_t)p->old_size);
 	}
 	fprintf(stderr, "vdk-upd: power cut at event %ld (%zu writes in flight)\n", upd_events,
 	        upd_npend);
@@ -123,13 +139,16 @@ static void upd_drop_pending(void)
 	upd_npend = 0;
 }
 
-ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off);
-ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off)
+ssize_t __wrap_pwrite64(int fd, const void *buf, size_t n, off_t off);
+ssize_t __wrap_pwrite64(int fd, const void *buf, size_t n, off_t off)
 {
 	if (fd != upd_fd || upd_crash_at < 0)
-		return __real_pwrite(fd, buf, n, off);
+		return __real_pwrite64(fd, buf, n, off);
 	upd_event();
-	struct upd_pending p = {(uint64_t)off, n, malloc(n ? n : 1)};
+	struct stat st;
+	if (fstat(fd, &st))
+		abort();
+	struct upd_pending p = {(uint64_t)off, n, malloc(n ? n : 1), (uint64_t)st.st_size};
 	struct upd_pending *v = realloc(upd_pend, (upd_npend + 1) * sizeof(*v));
 	if (!p.old || !v)
 		abort();
@@ -139,7 +158,7 @@ ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off)
 		abort();
 	memset(p.old + got, 0, n - (size_t)got); /* past the end: reads as zeroes */
 	upd_pend[upd_npend++] = p;
-	return __real_pwrite(fd, buf, n, off);
+	return __real_pwrite64(fd, buf, n, off);
 }
 
 int __wrap_fdatasync(int fd);
@@ -198,8 +217,9 @@ static int upd_run(const char *fmt, long flush_every, const char *path, uint64_t
 	if (r)
 		fprintf(stderr, "vdk-upd: %s\n", e.msg);
 	else
-		printf("data %llu meta %llu syncs %llu\n", (unsigned long long)u->st.data_bytes,
-		       (unsigned long long)u->st.meta_bytes, (unsigned long long)u->st.syncs);
+		printf("data %llu meta %llu syncs %llu events %ld\n",
+		       (unsigned long long)u->st.data_bytes, (unsigned long long)u->st.meta_bytes,
+		       (unsigned long long)u->st.syncs, upd_events);
 	free(buf);
 	vdk_update_close(u);
 	return r ? 1 : 0;
@@ -265,7 +285,7 @@ int main(int argc, char **argv)
 	const char *fmt = NULL, *verify = NULL;
 	long flush_every = 0;
 	int c;
-	while ((c = getopt(argc, argv, "f:F:c:V:")) != -1) {
+	while ((c = getopt(argc, argv, "f:F:c:V:w:")) != -1) {
 		if (c == 'f')
 			fmt = optarg;
 		else if (c == 'F')
@@ -274,11 +294,13 @@ int main(int argc, char **argv)
 			upd_crash_at = strtol(optarg, NULL, 10);
 		else if (c == 'V')
 			verify = optarg;
+		else if (c == 'w')
+			upd_wlen = strtoull(optarg, NULL, 10);
 		else
 			return 2;
 	}
 	if (argc - optind != 3) {
-		fprintf(stderr, "usage: vdk-upd [-f FMT] [-F N] [-c N] TARGET SEED NOPS\n"
+		fprintf(stderr, "usage: vdk-upd [-f FMT] [-F N] [-c N] [-w LEN] TARGET SEED NOPS\n"
 		                "       vdk-upd -V INITIAL.raw RESULT.raw SEED NOPS\n");
 		return 2;
 	}

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# In-place updaters for VHDX and VHD (vpc), against qemu-img: random
+# 512-aligned writes and zero ranges (bin/vdk-upd, a seed) into targets made
+# by qemu-img and by vdkit must read back as the same operations applied to
+# a raw copy; simulated power cuts at spread-out points of a long update
+# leave a target that vdkit and qemu-img open, whose every sector is old or
+# written, and that a rerun of the same update completes exactly.
+# The power-cut loop syncs hundreds of times: on tmpfs unless told otherwise.
+[ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ] && export TMPDIR=/dev/shm
+source "$(dirname "$0")/lib.sh"
+UPD="$TOP/bin/vdk-upd"
+MiB=1048576
+SEED=11
+NOPS=40
+FLUSH=8
+
+have qemu-img || { skip "qemu-img not installed: updater oracle tests"; finish; }
+
+# Targets: NAME FORMAT (as qemu-img names it) and how it is made from an
+# empty or a patterned raw disk of 16 MiB.
+gen_raw "$T/pat.raw" $((16 * MiB)) 3
+qemu-img create -q -f raw "$T/empty.raw" $((16 * MiB))
+make_target() { # NAME -> $T/NAME.img
+	local n=$1 f="$T/$1.img"
+	case $n in
+	vhdx-qemu-empty) qemu-img create -q -f vhdx -o block_size=1M,log_size=1M "$f" 16M ;;
+	vhdx-qemu-pat) qemu-img convert -O vhdx -o block_size=8M "$T/pat.raw" "$f" ;;
+	vhdx-vdkit-pat) "$VDKIT" convert -O vhdx -o block_size=1M "$T/pat.raw" "$f" >/dev/null 2>&1 ;;
+	vhdx-vdkit-fixed) "$VDKIT" convert -O vhdx -o subformat=fixed,block_size=1M "$T/pat.raw" "$f" >/dev/null 2>&1 ;;
+	vpc-qemu-empty) qemu-img convert -O vpc -o force_size=on "$T/empty.raw" "$f" ;;
+	vpc-qemu-pat) qemu-img convert -O vpc -o force_size=on "$T/pat.raw" "$f" ;;
+	vpc-qemu-fixed) qemu-img convert -O vpc -o subformat=fixed,force_size=on "$T/pat.raw" "$f" ;;
+	vpc-vdkit-pat) "$VDKIT" convert -O vpc -o force_size=on "$T/pat.raw" "$f" >/dev/null 2>&1 ;;
+	esac
+}
+fmt_of() { case $1 in vhdx*) echo vhdx ;; *) echo vpc ;; esac; }
+
+# qcheck FMT FILE: qemu-img check clean where qemu checks the format.
+qcheck() {
+	[ "$1" = vpc ] && return 0 # qemu-img: "This image format does not support checks"
+	qemu-img check -q -f "$1" "$2"
+}
+libyal_open() {
+	if have vhdiinfo; then
+		check "$1: vhdiinfo opens the updated target" vhdiinfo "$2"
+	else
+		skip "vhdiinfo not installed: libvhdi cannot open $1"
+	fi
+}
+
+for n in vhdx-qemu-empty vhdx-qemu-pat vhdx-vdkit-pat vhdx-vdkit-fixed \
+	vpc-qemu-empty vpc-qemu-pat vpc-qemu-fixed vpc-vdkit-pat; do
+	f=$(fmt_of "$n")
+	make_target "$n" || { fail "$n: making the target"; continue; }
+	qemu-img convert -f "$f" -O raw "$T/$n.img" "$T/init.raw"
+	cp "$T/init.raw" "$T/exp.raw"
+	"$UPD" -f raw "$T/exp.raw" $SEED $NOPS -F $FLUSH >/dev/null
+
+	# The whole update, uninterrupted.
+	cp "$T/$n.img" "$T/full.img"
+	out=$("$UPD" -f "$f" -c 999999999 "$T/full.img" $SEED $NOPS -F $FLUSH) ||
+		{ fail "$n: update failed"; continue; }
+	events=$(sed -n 's/.*events \([0-9]*\).*/\1/p' <<<"$out")
+	check "$n: qemu-img reads the updated target as the expected raw" \
+		qemu-img compare -f raw -F "$f" "$T/exp.raw" "$T/full.img"
+	check "$n: qemu-img check is clean" qcheck "$f" "$T/full.img"
+	check "$n: vdkit check is clean" "$VDKIT" check -f "$f" "$T/full.img"
+	"$VDKIT" convert -f "$f" -O raw "$T/full.img" "$T/v.raw" >/dev/null 2>&1 &&
+		cmp -s "$T/v.raw" "$T/exp.raw" && pass "$n: vdkit reads it as the expected raw" ||
+		fail "$n: vdkit reads something else"
+	libyal_open "$n" "$T/full.img"
+
+	# Power cuts at 20 points spread over the update's writes and syncs.
+	bad=0 cuts=0
+	for k in $(seq 1 20); do
+		p=$(((events * k + 10) / 21 + k % 3))
+		cp "$T/$n.img" "$T/c.img"
+		# (stderr of the group too: bash reports each kill there)
+		{ "$UPD" -f "$f" -c $p "$T/c.img" $SEED $NOPS -F $FLUSH >/dev/null 2>&1; rc=$?; } 2>/dev/null
+		[ $rc -eq 137 ] && cuts=$((cuts + 1))
+		why=
+		"$VDKIT" convert -f "$f" -O raw "$T/c.img" "$T/cv.raw" >/dev/null 2>&1 || why="vdkit cannot read it"
+		[ -z "$why" ] && ! "$UPD" -V "$T/init.raw" "$T/cv.raw" $SEED $NOPS 2>/dev/null &&
+			why="vdkit reads a sector neither old nor written"
+		cp "$T/c.img" "$T/cq.img"
+		# qemu replays a VHDX log only on a read-write open
+		[ "$f" = vhdx ] && ! qemu-img check -q -r all -f vhdx "$T/cq.img" >/dev/null 2>&1 &&
+			why="${why:-qemu-img check -r all fails}"
+		qemu-img convert -f "$f" -O raw "$T/cq.img" "$T/cq.raw" 2>/dev/null ||
+			why="${why:-qemu-img cannot read it}"
+		[ -z "$why" ] && ! cmp -s "$T/cq.raw" "$T/cv.raw" && why="qemu-img and vdkit read it differently"
+		"$UPD" -f "$f" "$T/c.img" $SEED $NOPS -F $FLUSH >/dev/null 2>&1 || why="${why:-the rerun fails}"
+		[ -z "$why" ] && ! qemu-img compare -q -f raw -F "$f" "$T/exp.raw" "$T/c.img" &&
+			why="the rerun does not give the expected image"
+		[ -z "$why" ] && ! qcheck "$f" "$T/c.img" && why="qemu-img check after the rerun"
+		[ -z "$why" ] && ! "$VDKIT" check -f "$f" "$T/c.img" >/dev/null 2>&1 &&
+			why="vdkit check after the rerun"
+		[ -n "$why" ] && { bad=$((bad + 1)); echo "# $n, power cut at event $p of $events: $why"; }
+	done
+	[ $bad -eq 0 ] && [ $cuts -eq 20 ] &&
+		pass "$n: 20 power cuts over $events writes and syncs: old-or-new, both readers agree, reruns exact" ||
+		fail "$n: $bad of 20 power cuts went wrong ($cuts cut)"
+done
+
+# Refusals: a differencing VHDX, and the source is left as it was.
+qemu-img create -q -f vhdx "$T/base.vhdx" 8M
+if qemu-img create -q -f vhdx -b "$T/base.vhdx" -F vhdx "$T/diff.vhdx" 2>/dev/null; then
+	sum=$(sha "$T/diff.vhdx")
+	msg=$("$UPD" "$T/diff.vhdx" 1 5 2>&1) && fail "a differencing VHDX was updated" ||
+		{ grep -q "differencing" <<<"$msg" && [ "$(sha "$T/diff.vhdx")" = "$sum" ] &&
+			pass "a differencing VHDX is refused, untouched: $msg" || fail "differencing VHDX: $msg"; }
+else
+	skip "this qemu-img cannot make a differencing VHDX"
+fi
+qemu-img create -q -f vpc "$T/base.vhd" 8M
+qemu-img create -q -f vpc -b "$T/base.vhd" -F vpc "$T/diff.vhd" 2>/dev/null &&
+	{ msg=$("$UPD" -f vpc "$T/diff.vhd" 1 5 2>&1) && fail "a differencing VHD was updated" ||
+		{ grep -q "differencing" <<<"$msg" && pass "a differencing VHD is refused: $msg" ||
+			fail "differencing VHD: $msg"; }; } ||
+	skip "qemu-img cannot make a differencing VHD"
+
+# What an update of 1% of a 4 GiB disk costs (64 KiB writes at random).
+for n in vhdx vpc; do
+	o=block_size=32M
+	[ $n = vpc ] && o=force_size=on
+	qemu-img create -q -f $n -o $o "$T/m.$n" 4G
+	out=$("$UPD" -f $n -w 65536 "$T/m.$n" 5 655) || { fail "$n: 1% update failed"; continue; }
+	read -r _ d _ m _ s _ <<<"$out"
+	echo "# $n, 1% of 4 GiB (655 writes of 64 KiB into an empty disk): data $d B, metadata $m B, $s syncs, file $(stat -c %s "$T/m.$n") B"
+	[ "$d" -eq $((655 * 65536)) ] && pass "$n: a 1% update writes only its data ($d B) and $m B of metadata" ||
+		fail "$n: 1% update wrote $d data bytes"
+	check "$n: qemu-img check of the measured target" qcheck $n "$T/m.$n"
+done
+
+finish
