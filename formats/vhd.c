@@ -306,7 +306,7 @@ static int vhd_read_locators(struct vdk_image *img, struct vhd_state *s, struct 
 static int vhd_check_parent_uuid(struct vdk_image *img, struct vhd_state *s, struct vdk_err *e)
 {
 	const struct vdk_image *p = img->backing;
-	if (p->fmt != img->fmt || img->opts->force)
+	if (!p || p->fmt != img->fmt || img->opts->force) /* !p: no_backing */
 		return 0;
 	const struct vhd_state *ps = p->state;
 	const uint8_t *want = s->hdr + VHD_H_PARENT_UUID;
