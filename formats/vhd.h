@@ -155,7 +155,8 @@ int vhd_in_place(const char *path, const char *new_name, struct vdk_opts *o, str
 struct vhd_ustate {
 	uint32_t type;
 	uint8_t footer[VHD_FOOTER_SIZE];
-	uint64_t footer_off; /* the footer at the end: the next block goes here */
+	uint64_t footer_off; /* the footer at the end of the file */
+	uint64_t next_blk;   /* where the next new block goes (<= footer_off) */
 	uint64_t bat_off;
 	uint32_t block_size, bitmap_size;
 	uint64_t nblocks;

@@ -5,18 +5,20 @@
  * written sectors' bits in the block's sector bitmap (vdkit's reader and
  * libvhdi read a clear bit as a sector not stored; qemu ignores the
  * bitmap): data durable first, bitmap at the flush. An unallocated block
- * gets a new block where the footer was: the footer is first copied to the
- * new end of the file and made durable (so the file ends in a valid footer
- * at every moment), then the all-ones bitmap and the written data go into
- * the block (the rest reads as zeroes: the file grew, nothing written);
- * its BAT entry is written at the flush, after the data is durable. Killed
- * anywhere, the old BAT stands for blocks not yet flushed: at worst a
- * block leaks. A wholly zeroed block is unallocated in the BAT (both qemu
- * and vdkit read an unallocated block as zeroes; it leaks the same way). */
+ * goes where the footer was: the footer is first copied further on, making
+ * room for several blocks, and made durable (so the file ends in a valid
+ * footer at every moment), then the all-ones bitmap and the written data go
+ * into the block (the rest reads as zeroes: the file grew, nothing was
+ * written); its BAT entry is written at the flush, after the data is
+ * durable, and the room left over is cut off again (footer first). Killed
+ * anywhere, the old BAT stands for blocks not yet flushed: at worst blocks
+ * leak. A wholly zeroed block is unallocated in the BAT (qemu and vdkit
+ * read an unallocated block as zeroes; it leaks the same way). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "update.h"
 #include "util.h"
@@ -25,6 +27,7 @@
 #define FMT              "vpc"
 #define VHD_UPD_PER_SEC  (VHD_SECTOR / 4) /* BAT entries in a sector */
 #define VHD_UPD_BM_BYTES (16u << 20)      /* changed bitmaps kept before a flush */
+#define VHD_UPD_RESERVE  64u              /* blocks of room made at once */
 
 struct vhd_upd_bm {
 	uint64_t blk;
@@ -94,6 +97,7 @@ int vhd_update_open(struct vdk_update *u, struct vdk_err *e)
 	r = vhd_upd_check(u, s, e);
 	us->type = s->f.type;
 	us->footer_off = s->footer_off;
+	us->next_blk = vdk_round_up(us->footer_off, VHD_SECTOR);
 	u->size = img->size;
 	u->granularity = VHD_SECTOR;
 	if (!r && vdk_pread_full(u->fd, us->footer, VHD_FOOTER_SIZE, us->footer_off))
@@ -152,6 +156,27 @@ static int vhd_upd_put_bitmaps(struct vdk_update *u, struct vdk_err *e)
 	return r;
 }
 
+/* After a flush: the room not used goes, the footer right after the last
+ * block (durable before the file is cut, so a footer ends it throughout). */
+static int vhd_upd_trim(struct vdk_update *u, struct vdk_err *e)
+{
+	struct vhd_ustate *us = u->state;
+	if (us->next_blk >= us->footer_off)
+		return 0;
+	int r = vdk_update_pwrite(u, us->footer, VHD_FOOTER_SIZE, us->next_blk, true, e);
+	if (!r)
+		r = vdk_update_sync(u, e);
+	if (!r && ftruncate(u->fd, (off_t)(us->next_blk + VHD_FOOTER_SIZE)))
+		r = vdk_err_set(e, VDK_E_IO, errno, u->path, FMT, us->next_blk,
+		                "cutting the file after its last block failed: %s",
+		                strerror(errno));
+	if (!r)
+		r = vdk_update_sync(u, e);
+	if (!r)
+		us->footer_off = us->next_blk;
+	return r;
+}
+
 int vhd_update_flush(struct vdk_update *u, struct vdk_err *e)
 {
 	struct vhd_ustate *us = u->state;
@@ -168,7 +193,9 @@ int vhd_update_flush(struct vdk_update *u, struct vdk_err *e)
 		r = vhd_upd_put_bat(u, k, e);
 		vhd_upd_setbit(us->bat_dirty, k, false);
 	}
-	return !r && any ? vdk_update_sync(u, e) : r;
+	if (!r && any)
+		r = vdk_update_sync(u, e);
+	return r ? r : vhd_upd_trim(u, e);
 }
 
 /* Dynamic blocks ------------------------------------------------------- */
@@ -179,22 +206,38 @@ static void vhd_upd_set_bat(struct vhd_ustate *us, uint64_t blk, uint32_t v)
 	vhd_upd_setbit(us->bat_dirty, blk / VHD_UPD_PER_SEC, true);
 }
 
-static int vhd_upd_alloc(struct vdk_update *u, uint64_t blk, struct vdk_err *e)
+/* Room for the next new blocks: the footer goes VHD_UPD_RESERVE blocks
+ * further (fewer near the end of what the BAT addresses) and is made
+ * durable before the old one is overwritten, so that the file ends in a
+ * valid footer at every moment and one sync serves many allocations. */
+static int vhd_upd_reserve(struct vdk_update *u, struct vdk_err *e)
 {
 	struct vhd_ustate *us = u->state;
-	uint64_t at = vdk_round_up(us->footer_off, VHD_SECTOR), foot;
-	if (vdk_add_overflow(at, (uint64_t)us->bitmap_size + us->block_size, &foot) ||
-	    foot / VHD_SECTOR >= VHD_BAT_UNUSED)
-		return vdk_unsup(e, u->path, FMT, at,
+	uint64_t span = (uint64_t)us->bitmap_size + us->block_size, foot = 0;
+	for (uint64_t k = VHD_UPD_RESERVE; k && !foot; k /= 2)
+		if (us->next_blk <= (VHD_BAT_UNUSED - 1ull) * VHD_SECTOR - k * span)
+			foot = us->next_blk + k * span;
+	if (!foot)
+		return vdk_unsup(e, u->path, FMT, us->next_blk,
 		                 "a new block would lie beyond what the BAT can address");
 	int r = vdk_update_pwrite(u, us->footer, VHD_FOOTER_SIZE, foot, true, e);
 	if (!r)
-		r = vdk_update_sync(u, e); /* the file ends in a footer before the old one goes */
+		r = vdk_update_sync(u, e);
+	if (!r)
+		us->footer_off = foot;
+	return r;
+}
+
+static int vhd_upd_alloc(struct vdk_update *u, uint64_t blk, struct vdk_err *e)
+{
+	struct vhd_ustate *us = u->state;
+	uint64_t at = us->next_blk, span = (uint64_t)us->bitmap_size + us->block_size;
+	int r = at + span > us->footer_off ? vhd_upd_reserve(u, e) : 0;
 	if (!r)
 		r = vdk_update_pwrite(u, us->ones, us->bitmap_size, at, true, e);
 	if (r)
 		return r;
-	us->footer_off = foot;
+	us->next_blk = at + span;
 	vhd_upd_set_bat(us, blk, (uint32_t)(at / VHD_SECTOR));
 	vhd_upd_setbit(us->bm_full, blk, true);
 	return 0;
