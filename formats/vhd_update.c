@@ -51,14 +51,15 @@ static void vhd_upd_setbit(uint8_t *v, uint64_t i, bool on)
 
 /* Open ------------------------------------------------------------------- */
 
-static int vhd_upd_check(struct vdk_update *u, const struct vhd_state *s, struct vdk_err *e)
+static int vhd_upd_check(struct vdk_update *u, const struct vdk_image *img,
+                         const struct vhd_state *s, struct vdk_err *e)
 {
 	if (s->f.type == VHD_TYPE_DIFF)
 		return vdk_unsup(e, u->path, FMT, VDK_NO_OFFSET,
 		                 "a differencing VHD cannot be updated in place (its unwritten "
 		                 "sectors come from the parent)");
 	if (s->footer_off == 0)
-		return vdk_unsup(e, u->path, FMT, VDK_NO_OFFSET,
+		return vdk_unsup(e, u->path, FMT, img->src->size - VHD_FOOTER_SIZE,
 		                 "the footer at the end of the file is damaged (only the copy at 0 "
 		                 "is valid): refusing to update");
 	return 0;
@@ -94,7 +95,7 @@ int vhd_update_open(struct vdk_update *u, struct vdk_err *e)
 	if (r)
 		return r;
 	struct vhd_state *s = img->state;
-	r = vhd_upd_check(u, s, e);
+	r = vhd_upd_check(u, img, s, e);
 	us->type = s->f.type;
 	us->footer_off = s->footer_off;
 	us->next_blk = vdk_round_up(us->footer_off, VHD_SECTOR);

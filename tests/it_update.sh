@@ -140,6 +140,21 @@ else
 	skip "$dl missing: replay-before-update test"
 fi
 
+# Bad targets: refused with the file named, exit non-zero, left unchanged.
+qemu-img create -q -f vpc "$T/bad.vhd" 8M
+sz=$(stat -c %s "$T/bad.vhd")
+printf 'XYZ' | dd of="$T/bad.vhd" bs=1 seek=$((sz - 512 + 68)) conv=notrunc status=none
+sum=$(sha "$T/bad.vhd")
+msg=$("$UPD" -f vpc "$T/bad.vhd" 1 5 2>&1) && fail "a VHD with a damaged footer was updated" ||
+	{ grep -q "bad.vhd" <<<"$msg" && grep -q "footer" <<<"$msg" && [ "$(sha "$T/bad.vhd")" = "$sum" ] &&
+		pass "a VHD whose footer at the end is damaged is refused, untouched: $msg" ||
+		fail "damaged VHD footer: $msg"; }
+head -c $((4 * MiB)) /dev/urandom >"$T/junk.vhdx"
+sum=$(sha "$T/junk.vhdx")
+msg=$("$UPD" -f vhdx "$T/junk.vhdx" 1 5 2>&1) && fail "a non-VHDX file was updated as VHDX" ||
+	{ grep -q "junk.vhdx" <<<"$msg" && [ "$(sha "$T/junk.vhdx")" = "$sum" ] &&
+		pass "a file that is no VHDX is refused, untouched: $msg" || fail "junk as VHDX: $msg"; }
+
 # What an update of 1% of a 1 GiB disk costs (64 KiB writes at random).
 for n in vhdx vpc; do
 	o=block_size=32M
