@@ -17,6 +17,7 @@
  * as `vdkit check -r` does) rather than refusing it: an interrupted update
  * leaves exactly such a log, and its rerun must complete by itself. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -226,8 +227,13 @@ int vhdx_update_write(struct vdk_update *u, const void *buf, size_t len, uint64_
 	return r;
 }
 
+/* Zeroes into a present block: ZERO_RANGE where the file system has it
+ * (the space stays allocated, as a fixed VHDX wants), written otherwise. */
 static int vhdx_upd_zero_at(struct vdk_update *u, uint64_t at, uint64_t len, struct vdk_err *e)
 {
+	if (fallocate(u->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)at, (off_t)len) ==
+	    0)
+		return 0;
 	int r = 0;
 	while (!r && len) {
 		size_t n = (size_t)VDK_MIN(len, (uint64_t)sizeof(vhdx_upd_zeroes));
