@@ -39,7 +39,7 @@ REPLAY_BIN := $(FUZZ_SRC:fuzz/fuzz_%.c=fuzz/bin/replay_%)
 FUZZ_BIN := $(FUZZ_SRC:fuzz/fuzz_%.c=fuzz/bin/fuzz_%)
 ASAN_OBJ := $(LIB_SRC:%.c=obj-asan/%.o)
 FUZZ_OBJ := $(LIB_SRC:%.c=obj-fuzz/%.o)
-PROGS := bin/vdkit bin/vdk-gen bin/vdk-gen-delta bin/vdk-rawsha $(if $(wildcard tools/vmdk2vhdx.c),bin/vmdk2vhdx)
+PROGS := bin/vdkit bin/vdk-gen bin/vdk-gen-delta bin/vdk-rawsha bin/vdk-upd $(if $(wildcard tools/vmdk2vhdx.c),bin/vmdk2vhdx)
 # The nbdkit plugin, built only where nbdkit-plugin.h is installed.
 # `nbdkit vdkit` finds it by name only in nbdkit's own folder:
 #   make install NBDKIT_PLUGINDIR=$(pkg-config --variable=plugindir nbdkit)
@@ -86,6 +86,11 @@ bin/nbdkit-vdkit-plugin.so: obj/plugin/vdkit.o bin/libvdkit.a | bin
 bin/vdk-gen-delta: obj/tests/gen_delta.o bin/libvdkit.a | bin
 	@echo "  LD      $@"
 	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
+# The update driver simulates power cuts by wrapping the library's writes
+# and syncs (tests/upd.c); nothing else is linked this way.
+bin/vdk-upd: obj/tests/upd.o bin/libvdkit.a | bin
+	@echo "  LD      $@"
+	@$(CC) $(ALL_CFLAGS) -Wl,--wrap=pwrite64,--wrap=fdatasync,--wrap=fsync -o $@ $^ $(LIBS)
 bin/tests/%: obj/tests/%.o bin/libvdkit.a | bin/tests
 	@echo "  LD      $@"
 	@$(CC) $(ALL_CFLAGS) -o $@ $^ $(LIBS)
@@ -154,7 +159,7 @@ bench: all test-deps
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/vdkit
-	install -m 755 $(filter-out bin/vdk-gen bin/vdk-rawsha,$(PROGS)) $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(filter-out bin/vdk-gen bin/vdk-rawsha bin/vdk-upd,$(PROGS)) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 bin/libvdkit.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 convert/*.h $(DESTDIR)$(PREFIX)/include/vdkit/
 	$(if $(PLUGIN),install -d $(DESTDIR)$(NBDKIT_PLUGINDIR))

@@ -21,27 +21,6 @@
 #define VHD_LOCATOR_MAX 8192u
 #define VHD_PATH_MAX    4096u
 
-struct vhd_parent_loc {
-	char code[5];
-	char *path; /* decoded, NULL when unusable */
-};
-
-struct vhd_state {
-	struct vhd_footer f;
-	uint64_t footer_off; /* where the footer we use was read */
-	/* dynamic and differencing */
-	uint8_t hdr[VHD_DYNHDR_SIZE];
-	uint64_t hdr_off, bat_off;
-	uint32_t block_size, bitmap_size, max_entries;
-	uint64_t nblocks; /* BAT entries that cover the virtual disk */
-	uint32_t *bat;
-	uint64_t allocated;
-	/* differencing */
-	char *parent_name;
-	struct vhd_parent_loc loc[VHD_LOCATORS];
-	const char *parent_used;
-};
-
 _Static_assert(VHD_H_LOCATORS + VHD_LOCATORS * VHD_LOCATOR_SIZE <= VHD_DYNHDR_SIZE - 256,
                "dynamic header layout");
 
@@ -327,7 +306,7 @@ static int vhd_read_locators(struct vdk_image *img, struct vhd_state *s, struct 
 static int vhd_check_parent_uuid(struct vdk_image *img, struct vhd_state *s, struct vdk_err *e)
 {
 	const struct vdk_image *p = img->backing;
-	if (p->fmt != img->fmt || img->opts->force)
+	if (!p || p->fmt != img->fmt || img->opts->force) /* !p: no_backing */
 		return 0;
 	const struct vhd_state *ps = p->state;
 	const uint8_t *want = s->hdr + VHD_H_PARENT_UUID;
@@ -702,4 +681,10 @@ const struct vdk_format vdk_format_vhd = {
     .in_place = vhd_in_place,
     .in_place_from = "raw",
     .wopts = vhd_wopts,
+    .ustate_size = sizeof(struct vhd_ustate),
+    .update_open = vhd_update_open,
+    .update_write = vhd_update_write,
+    .update_zero = vhd_update_zero,
+    .update_flush = vhd_update_flush,
+    .update_close = vhd_update_close,
 };

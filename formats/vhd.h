@@ -77,6 +77,28 @@ struct vhd_footer {
 	uint8_t saved_state;
 };
 
+/* The reader's state (vhd.c), also read by the updater (vhd_update.c). */
+struct vhd_parent_loc {
+	char code[5];
+	char *path; /* decoded, NULL when unusable */
+};
+
+struct vhd_state {
+	struct vhd_footer f;
+	uint64_t footer_off; /* where the footer we use was read */
+	/* dynamic and differencing */
+	uint8_t hdr[VHD_DYNHDR_SIZE];
+	uint64_t hdr_off, bat_off;
+	uint32_t block_size, bitmap_size, max_entries;
+	uint64_t nblocks; /* BAT entries that cover the virtual disk */
+	uint32_t *bat;
+	uint64_t allocated;
+	/* differencing */
+	char *parent_name;
+	struct vhd_parent_loc loc[VHD_LOCATORS];
+	const char *parent_used;
+};
+
 /* One's complement of the byte sum, the checksum field counted as zero. */
 uint32_t vhd_checksum(const uint8_t *buf, size_t len, size_t csum_off);
 /* Decode raw; false when the cookie is not "conectix". */
@@ -95,11 +117,10 @@ void vhd_geometry(uint64_t sectors, uint16_t *c, uint8_t *h, uint8_t *s);
 /* qemu-img's sizing: size rounded up to a sector, then (without force)
  * up to the first CHS geometry that holds it; force keeps the size and
  * writes the maximum geometry. Fails with EFBIG past 2040 GiB. */
-int vhd_plan_size(uint64_t size, bool force, uint64_t *out, uint16_t *c, uint8_t *h,
-                      uint8_t *s);
+int vhd_plan_size(uint64_t size, bool force, uint64_t *out, uint16_t *c, uint8_t *h, uint8_t *s);
 /* Fill a footer for a new disk (creator "vdk ", fresh UUID, checksum). */
-void vhd_footer_build(uint8_t *raw, uint32_t type, uint64_t size, uint16_t c, uint8_t h,
-                          uint8_t s, uint64_t data_offset);
+void vhd_footer_build(uint8_t *raw, uint32_t type, uint64_t size, uint16_t c, uint8_t h, uint8_t s,
+                      uint64_t data_offset);
 
 /* Writer (vhd_write.c), wired into vdk_format_vhd by vhd.c. */
 struct vhd_wstate {
@@ -113,11 +134,10 @@ struct vhd_wstate {
 	bool zero_new; /* the sink does not start zeroed: clear new blocks */
 };
 int vhd_create(struct vdk_writer *w, struct vdk_err *e);
-int vhd_write(struct vdk_writer *w, const void *buf, size_t len, uint64_t off,
-                  struct vdk_err *e);
+int vhd_write(struct vdk_writer *w, const void *buf, size_t len, uint64_t off, struct vdk_err *e);
 int vhd_write_zeroes(struct vdk_writer *w, uint64_t off, uint64_t len, struct vdk_err *e);
 int vhd_clone(struct vdk_writer *w, uint64_t off, uint64_t len, int src_fd, uint64_t src_off,
-                  enum vdk_clone_mode mode, struct vdk_err *e);
+              enum vdk_clone_mode mode, struct vdk_err *e);
 int vhd_finalize(struct vdk_writer *w, struct vdk_err *e);
 void vhd_wclose(struct vdk_writer *w);
 
@@ -130,5 +150,28 @@ void vhd_wclose(struct vdk_writer *w);
  * size (only the rename is then done), or a negative errno. */
 int vhd_inplace_azure(const char *path, const char *final_path, struct vdk_err *e);
 int vhd_in_place(const char *path, const char *new_name, struct vdk_opts *o, struct vdk_err *e);
+
+/* Updates in place (vhd_update.c; convert/update.h). */
+struct vhd_ustate {
+	uint32_t type;
+	uint8_t footer[VHD_FOOTER_SIZE];
+	uint64_t footer_off; /* the footer at the end of the file */
+	uint64_t next_blk;   /* where the next new block goes (<= footer_off) */
+	uint64_t bat_off;
+	uint32_t block_size, bitmap_size;
+	uint64_t nblocks;
+	uint32_t *bat;          /* as on disk, with this session's changes */
+	uint8_t *bat_dirty;     /* one bit per 512-byte BAT sector to write at the flush */
+	uint8_t *bm_full;       /* one bit per block whose bitmap is known all ones */
+	struct vhd_upd_bm *bms; /* bitmaps changed since the flush */
+	size_t nbms;
+	uint8_t *ones; /* bitmap_size bytes of 0xff */
+};
+int vhd_update_open(struct vdk_update *u, struct vdk_err *e);
+int vhd_update_write(struct vdk_update *u, const void *buf, size_t len, uint64_t off,
+                     struct vdk_err *e);
+int vhd_update_zero(struct vdk_update *u, uint64_t off, uint64_t len, struct vdk_err *e);
+int vhd_update_flush(struct vdk_update *u, struct vdk_err *e);
+void vhd_update_close(struct vdk_update *u);
 
 #endif

@@ -515,4 +515,10 @@ const struct vdk_format vdk_format_vhdx = {
     .wclose = vhdx_wclose,
     .ovf_formats = vhdx_ovf_formats,
     .wopts = vhdx_wopts,
+    .ustate_size = sizeof(struct vhdx_ustate),
+    .update_open = vhdx_update_open,
+    .update_write = vhdx_update_write,
+    .update_zero = vhdx_update_zero,
+    .update_flush = vhdx_update_flush,
+    .update_close = vhdx_update_close,
 };

@@ -42,6 +42,20 @@
 #define VHDX_H_LOGOFF   72
 #define VHDX_H_USED_END 80
 
+/* Log entry header fields (64 bytes; MS-VHDX 2.3.1.1). Descriptors are 32
+ * bytes, 128 to a 4 KiB sector, the entry header taking the first two
+ * slots; a data sector is "data", the high 32 bits of the sequence number,
+ * 4084 bytes of the target sector and the low 32 bits. */
+#define VHDX_LE_CRC          4
+#define VHDX_LE_LEN          8
+#define VHDX_LE_TAIL         12
+#define VHDX_LE_SEQ          16
+#define VHDX_LE_NDESC        24
+#define VHDX_LE_GUID         32
+#define VHDX_LE_FLUSHED      48
+#define VHDX_LE_LAST         56
+#define VHDX_DESC_PER_SECTOR 128u
+
 /* BAT entry states (MS-VHDX 2.5.1.1 and 2.5.1.2). */
 enum {
 	VHDX_PB_NOT_PRESENT = 0,
@@ -120,6 +134,15 @@ int vhdx_log_apply(struct vdk_image *img, const struct vhdx_op *op, uint8_t *buf
                    uint64_t off, struct vdk_err *e);
 /* vhdx_repair.c: check -r writes the replayed log into the file. */
 int vhdx_log_commit(struct vdk_image *img, struct vdk_err *e);
+/* Header update (MS-VHDX 2.2.2.1): h, the current header (slot cur,
+ * sequence *seq) with its new fields, goes to the other slot with *seq + 1,
+ * then over the current one with *seq + 2, so that both are valid and the
+ * newer one wins at every step; put writes 4 KiB at a file offset and makes
+ * it durable before returning. *seq is advanced by 2; slot cur stays the
+ * current one. */
+typedef int (*vhdx_hdr_put_fn)(void *ctx, const uint8_t *h, uint64_t at, struct vdk_err *e);
+int vhdx_hdr_update(uint8_t *h, unsigned cur, uint64_t *seq, vhdx_hdr_put_fn put, void *ctx,
+                    struct vdk_err *e);
 
 /* vhdx_bat.c */
 int vhdx_bat_load(struct vdk_image *img, struct vdk_err *e);
@@ -147,5 +170,29 @@ int vhdx_clone(struct vdk_writer *w, uint64_t off, uint64_t len, int src_fd, uin
                enum vdk_clone_mode mode, struct vdk_err *e);
 int vhdx_finalize(struct vdk_writer *w, struct vdk_err *e);
 void vhdx_wclose(struct vdk_writer *w);
+
+/* vhdx_update.c: in-place updates (convert/update.h); BAT changes go
+ * through the log. */
+struct vhdx_ustate {
+	uint8_t hdr[VHDX_HDR_SIZE]; /* the current header as it is on disk */
+	unsigned hdr_idx;
+	uint64_t hdr_seq;
+	bool touched; /* FileWriteGuid and DataWriteGuid renewed this session */
+	bool leave_alloc;
+	uint32_t block_size, log_len;
+	uint64_t log_off, bat_off, chunk_ratio, data_blocks, bat_entries;
+	uint64_t *bat;   /* host order, with this session's changes */
+	uint8_t *dirty;  /* one bit per 4 KiB BAT sector changed since the flush */
+	uint64_t nsect;  /* 4 KiB sectors the BAT entries span */
+	uint64_t ndirty; /* bits set in dirty */
+	uint64_t fend;   /* file size, 1 MiB aligned: new blocks go here */
+	uint64_t log_seq;
+};
+int vhdx_update_open(struct vdk_update *u, struct vdk_err *e);
+int vhdx_update_write(struct vdk_update *u, const void *buf, size_t len, uint64_t off,
+                      struct vdk_err *e);
+int vhdx_update_zero(struct vdk_update *u, uint64_t off, uint64_t len, struct vdk_err *e);
+int vhdx_update_flush(struct vdk_update *u, struct vdk_err *e);
+void vhdx_update_close(struct vdk_update *u);
 
 #endif

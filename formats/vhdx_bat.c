@@ -295,7 +295,7 @@ int vhdx_parent_open(struct vdk_image *img, struct vdk_err *e)
 	} else {
 		return BAD(img, s->meta_off, "parent locator has no relative_path");
 	}
-	if (r < 0)
+	if (r < 0 || !img->backing) /* no_backing: named, not opened */
 		return r;
 	const struct vhdx_state *ps = img->backing->state;
 	bool force = img->opts && img->opts->force;

@@ -12,18 +12,8 @@
 
 #define BAD(img, off, ...) vdk_bad(e, (img)->src->name, "vhdx", (off), __VA_ARGS__)
 
-/* Entry header fields (64 bytes) and descriptors (32 bytes). */
-#define VHDX_LE_CRC          4
-#define VHDX_LE_LEN          8
-#define VHDX_LE_TAIL         12
-#define VHDX_LE_SEQ          16
-#define VHDX_LE_NDESC        24
-#define VHDX_LE_GUID         32
-#define VHDX_LE_FLUSHED      48
-#define VHDX_LE_LAST         56
-#define VHDX_LOG_MAX         (64u * VHDX_MiB) /* larger logs: refused, not read */
-#define VHDX_DESC_PER_SECTOR 128u
-#define VHDX_LAST_OFF_MAX    (1ull << 62)
+#define VHDX_LOG_MAX      (64u * VHDX_MiB) /* larger logs: refused, not read */
+#define VHDX_LAST_OFF_MAX (1ull << 62)
 
 struct vhdx_lentry {
 	uint32_t pos, len, tail;

@@ -71,17 +71,33 @@ static int vhdx_write_ops(struct vdk_image *img, int fd, struct vdk_err *e)
 	return r;
 }
 
-static int vhdx_write_header(struct vdk_image *img, int fd, uint8_t *h, unsigned slot, uint64_t seq,
-                             struct vdk_err *e)
+int vhdx_hdr_update(uint8_t *h, unsigned cur, uint64_t *seq, vhdx_hdr_put_fn put, void *ctx,
+                    struct vdk_err *e)
 {
-	uint64_t at = VHDX_HDR_OFF(slot);
-	vdk_put_le64(h + VHDX_H_SEQ, seq);
-	vdk_put_le32(h + VHDX_H_CRC, vhdx_crc(h, VHDX_HDR_SIZE, VHDX_H_CRC));
-	int r = vdk_pwrite_full(fd, h, VHDX_HDR_SIZE, at);
+	for (unsigned k = 0; k < 2; k++) {
+		vdk_put_le64(h + VHDX_H_SEQ, *seq + 1 + k);
+		vdk_put_le32(h + VHDX_H_CRC, vhdx_crc(h, VHDX_HDR_SIZE, VHDX_H_CRC));
+		int r = put(ctx, h, VHDX_HDR_OFF(k ? cur : cur ^ 1u), e);
+		if (r)
+			return r;
+	}
+	*seq += 2;
+	return 0;
+}
+
+struct vhdx_repair_put {
+	struct vdk_image *img;
+	int fd;
+};
+
+static int vhdx_repair_put_hdr(void *ctx, const uint8_t *h, uint64_t at, struct vdk_err *e)
+{
+	struct vhdx_repair_put *p = ctx;
+	int r = vdk_pwrite_full(p->fd, h, VHDX_HDR_SIZE, at);
 	if (r < 0)
-		return vhdx_rioerr(img, -r, at, "writing a header failed", e);
-	if (fsync(fd) != 0)
-		return vhdx_rioerr(img, errno, at, "fsync failed", e);
+		return vhdx_rioerr(p->img, -r, at, "writing a header failed", e);
+	if (fsync(p->fd) != 0)
+		return vhdx_rioerr(p->img, errno, at, "fsync failed", e);
 	return 0;
 }
 
@@ -89,14 +105,14 @@ static int vhdx_clear_log_guid(struct vdk_image *img, int fd, struct vdk_err *e)
 {
 	const struct vhdx_state *s = img->state;
 	uint8_t h[VHDX_HDR_SIZE];
-	uint64_t at = VHDX_HDR_OFF(s->hdr_idx);
+	uint64_t at = VHDX_HDR_OFF(s->hdr_idx), seq = s->hdr_seq;
 	int r = vdk_src_pread(img->src, h, sizeof(h), at, e);
 	if (r < 0)
 		return r;
 	memset(h + VHDX_H_LOGGUID, 0, 16);
 	uuid_generate(h + VHDX_H_FWGUID); /* the file was opened for writing */
-	r = vhdx_write_header(img, fd, h, s->hdr_idx ^ 1u, s->hdr_seq + 1, e);
-	return r ? r : vhdx_write_header(img, fd, h, s->hdr_idx, s->hdr_seq + 2, e);
+	struct vhdx_repair_put p = {img, fd};
+	return vhdx_hdr_update(h, s->hdr_idx, &seq, vhdx_repair_put_hdr, &p, e);
 }
 
 /* The file must be the very file the image was read from. */

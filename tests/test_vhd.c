@@ -11,6 +11,7 @@
 
 #include "format.h"
 #include "test.h"
+#include "update.h"
 #include "test_img.h"
 #include "util.h"
 #include "vhd.h"
@@ -79,8 +80,8 @@ static void test_sizing(void)
 	uint64_t out;
 	uint16_t c;
 	uint8_t h, s;
-	CHECK(vhd_plan_size(5255225, true, &out, &c, &h, &s) == 0 && out == 5255680 &&
-	          c == 65535 && h == 16 && s == 255,
+	CHECK(vhd_plan_size(5255225, true, &out, &c, &h, &s) == 0 && out == 5255680 && c == 65535 &&
+	          h == 16 && s == 255,
 	      "force_size keeps the size (sector-rounded) with the maximum geometry");
 	CHECK(vhd_plan_size(2190433320960ull + 512, false, &out, &c, &h, &s) == -EFBIG,
 	      "2040 GiB + 512 is refused like qemu-img");
@@ -316,6 +317,12 @@ static void test_differencing(void)
 		free(mine);
 		vdk_image_close(img);
 	}
+	struct vdk_update *u = NULL;
+	vdk_err_clear(&e);
+	r = vdk_update_open(cp, NULL, &u, &e);
+	CHECK(r < 0 && strstr(e.msg, "differencing") && strstr(e.msg, "child.vhd"),
+	      "a differencing VHD is refused for update: %s", e.msg);
+	vdk_update_close(u);
 	free(c);
 	/* Wrong parent UUID. */
 	c = make_child(p, pn, "W2ru", ".\\parent.vhd", "parent.vhd", &cn);

@@ -12,6 +12,7 @@
 #include "format.h"
 #include "test.h"
 #include "test_img.h"
+#include "update.h"
 #include "util.h"
 
 uint32_t vdk_crc32c_sw(uint32_t crc, const void *buf, size_t len);
@@ -471,6 +472,13 @@ static void test_diff(void)
 		                                 "read child, zero and parent data");
 		vdk_image_close(img);
 	}
+	/* in-place updates refuse a child: its unwritten sectors are the parent's */
+	struct vdk_update *u = NULL;
+	vdk_err_clear(&e);
+	r = vdk_update_open(cpath, NULL, &u, &e);
+	CHECK(r < 0 && strstr(e.msg, "differencing") && strstr(e.msg, "child.vhdx"),
+	      "a differencing VHDX is refused for update: %s", e.msg);
+	vdk_update_close(u);
 	/* a locator that leaves the folder */
 	uint8_t *c2 = build(4 * MiB, "block_size=1M", cw, 1, &clen);
 	c2 = make_child(c2, &clen, p + 64 * 1024 + 32, "..\\parent.vhdx");
