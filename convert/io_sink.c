@@ -153,7 +153,27 @@ struct sink_file {
 	uint8_t *bounce;
 };
 
-static int file_sink_direct(struct vdk_sink *k, const uint8_t *buf, size_t len, uint64_t off)
+/* As vdk_pwrite_full, and *at is where the write stopped: a full disk is
+ * reported at the byte it refused, not at the start of a large buffer. */
+static int file_sink_write_at(int fd, const uint8_t *p, size_t len, uint64_t off, uint64_t *at)
+{
+	while (len) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			*at = off;
+			return n < 0 ? -errno : -ENOSPC;
+		}
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int file_sink_direct(struct vdk_sink *k, const uint8_t *buf, size_t len, uint64_t off,
+                            uint64_t *at)
 {
 	struct sink_file *f = k->priv;
 	if (!f->bounce && posix_memalign((void **)&f->bounce, SINK_DIRECT_ALIGN, SINK_DIRECT_BUF))
@@ -161,7 +181,7 @@ static int file_sink_direct(struct vdk_sink *k, const uint8_t *buf, size_t len, 
 	while (len) {
 		size_t n = VDK_MIN(len, (size_t)SINK_DIRECT_BUF);
 		memcpy(f->bounce, buf, n);
-		int r = vdk_pwrite_full(f->dfd, f->bounce, n, off);
+		int r = file_sink_write_at(f->dfd, f->bounce, n, off, at);
 		if (r)
 			return r;
 		buf += n;
@@ -176,10 +196,13 @@ static int file_sink_pwrite(struct vdk_sink *k, const void *buf, size_t len, uin
 {
 	struct sink_file *ff = k->priv;
 	bool direct = ff->dfd >= 0 && off % SINK_DIRECT_ALIGN == 0 && len % SINK_DIRECT_ALIGN == 0;
-	int r = direct ? file_sink_direct(k, buf, len, off) : vdk_pwrite_full(k->fd, buf, len, off);
+	uint64_t at = off;
+	int r = direct ? file_sink_direct(k, buf, len, off, &at)
+	               : file_sink_write_at(k->fd, buf, len, off, &at);
 	if (r)
-		return vdk_err_set(e, VDK_E_IO, -r, k->name, NULL, off, "write failed: %s",
-		                   strerror(-r));
+		return vdk_err_set(e, VDK_E_IO, -r, k->name, NULL, at,
+		                   "write failed: %s (a write of %zu bytes at offset %llu)",
+		                   strerror(-r), len, (unsigned long long)off);
 	struct sink_file *f = k->priv;
 	f->dirty += len;
 	if (f->dirty >= SINK_WRITEBACK) {
@@ -441,11 +464,13 @@ static int target_new(const char *path, const char *real, struct vdk_sink **out,
 	int r = vdk_tmp_create(dir, base, &t, e);
 	free(copy);
 	if (r < 0)
-		return e->cls ? r : vdk_ioerr(e, -r, path, "cannot create output: %s", strerror(-r));
+		return e->cls ? r
+		              : vdk_ioerr(e, -r, path, "cannot create output: %s", strerror(-r));
 	struct stat old;
 	if (stat(real, &old) == 0 && S_ISREG(old.st_mode)) {
 		/* Best effort: without the right to chown, the group may still do. */
-		if (fchown(t.fd, old.st_uid, old.st_gid) != 0 && fchown(t.fd, (uid_t)-1, old.st_gid))
+		if (fchown(t.fd, old.st_uid, old.st_gid) != 0 &&
+		    fchown(t.fd, (uid_t)-1, old.st_gid))
 			(void)0;
 		fchmod(t.fd, old.st_mode & 07777);
 	}

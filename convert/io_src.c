@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "io.h"
+#include "io_beneath.h"
 #include "util.h"
 
 static int64_t io_mtime_ns(const struct stat *st)
@@ -87,6 +88,7 @@ void vdk_src_close(struct vdk_src *s)
 
 struct src_file {
 	char *dir; /* real path of the folder holding the file */
+	int dirfd; /* that folder (O_PATH): related files open beneath it */
 	bool own_fd;
 };
 
@@ -106,6 +108,8 @@ static void file_close(struct vdk_src *s)
 	struct src_file *f = s->priv;
 	if (f && f->own_fd && s->fd >= 0)
 		close(s->fd);
+	if (f && f->dirfd >= 0)
+		close(f->dirfd);
 	if (f)
 		free(f->dir);
 	free(f);
@@ -120,9 +124,10 @@ static const struct vdk_src_ops file_ops = {
     .close = file_close,
 };
 
-/* Adopt fd as a source named name; dir is the folder for related files. */
-static int src_from_fd(int fd, const char *name, const char *dir, bool own, struct vdk_src **out,
-                       struct vdk_err *e)
+/* Adopt fd as a source named name; dir and dirfd (adopted on success) are
+ * the folder for related files, or NULL and -1. */
+static int src_from_fd(int fd, const char *name, const char *dir, int dirfd, bool own,
+                       struct vdk_src **out, struct vdk_err *e)
 {
 	struct stat st;
 	if (fstat(fd, &st) != 0)
@@ -143,6 +148,7 @@ static int src_from_fd(int fd, const char *name, const char *dir, bool own, stru
 		return vdk_ioerr(e, ENOMEM, name, "out of memory");
 	}
 	f->own_fd = own;
+	f->dirfd = dir ? dirfd : -1;
 	s->priv = f;
 	s->fd = fd;
 	s->dev = st.st_dev;
@@ -157,9 +163,11 @@ static int src_from_fd(int fd, const char *name, const char *dir, bool own, stru
 	return 0;
 }
 
-/* Real path of the folder that holds path (malloc'd), or NULL. */
-static char *src_real_dir(const char *path)
+/* The folder that holds path: its real path (malloc'd) and an O_PATH fd
+ * of it, or NULL and -1 when it cannot be opened. */
+static char *src_folder(const char *path, int *dirfd)
 {
+	*dirfd = -1;
 	char *copy = strdup(path);
 	if (!copy)
 		return NULL;
@@ -172,6 +180,10 @@ static char *src_real_dir(const char *path)
 		d = copy;
 	}
 	char *real = realpath(d, NULL);
+	if (real && (*dirfd = open(d, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		free(real);
+		real = NULL;
+	}
 	free(copy);
 	return real;
 }
@@ -179,7 +191,7 @@ static char *src_real_dir(const char *path)
 static int src_open_path(const char *path, const char *name, struct vdk_src **out,
                          struct vdk_err *e)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0) {
 		int err = errno;
 		enum vdk_err_class cls = (err == ENOENT || err == EACCES || err == EISDIR ||
@@ -191,11 +203,15 @@ static int src_open_path(const char *path, const char *name, struct vdk_src **ou
 	}
 	/* O_NONBLOCK only protected the open against FIFOs. */
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-	char *dir = src_real_dir(path);
-	int r = src_from_fd(fd, name, dir, true, out, e);
+	int dirfd;
+	char *dir = src_folder(path, &dirfd);
+	int r = src_from_fd(fd, name, dir, dirfd, true, out, e);
 	free(dir);
-	if (r)
+	if (r) {
 		close(fd);
+		if (dirfd >= 0)
+			close(dirfd);
+	}
 	return r;
 }
 
@@ -206,7 +222,7 @@ int vdk_src_open_file(const char *path, struct vdk_src **out, struct vdk_err *e)
 
 int vdk_src_open_fd(int fd, const char *name, struct vdk_src **out, struct vdk_err *e)
 {
-	return src_from_fd(fd, name, NULL, true, out, e);
+	return src_from_fd(fd, name, NULL, -1, true, out, e);
 }
 
 /* True when real path p is dir itself or lies below it. */
@@ -218,6 +234,13 @@ static bool path_within(const char *p, const char *dir)
 	return !strncmp(p, dir, n) && (p[n] == '/' || p[n] == '\0');
 }
 
+/* p below root, without the separating slash ("" for root itself). */
+static const char *path_below(const char *p, const char *root)
+{
+	p += strcmp(root, "/") ? strlen(root) : 0;
+	return p + (*p == '/');
+}
+
 static bool path_has_dotdot(const char *name)
 {
 	for (const char *p = name; (p = strstr(p, "..")); p += 2)
@@ -226,18 +249,109 @@ static bool path_has_dotdot(const char *name)
 	return false;
 }
 
-static bool related_allowed(const char *real, const char *own_dir, const struct vdk_access *acc)
+/* The folder of the file fd, opened rel below root, itself beneath root:
+ * where the kernel says the file is (/proc/self/fd, so a symlink in the
+ * folder leads to its target's folder, as realpath did), else rel's own
+ * folder. *dir is its path (malloc'd) or NULL. */
+static int src_related_folder(int rootfd, const char *root, const char *rel, int fd, char **dir)
 {
-	if (acc->allow_any || (own_dir && path_within(real, own_dir)))
-		return true;
-	for (const char *const *d = acc->allow_dirs; d && *d; d++) {
-		char *rd = realpath(*d, NULL);
-		bool ok = rd && path_within(real, rd);
-		free(rd);
-		if (ok)
-			return true;
+	char lnk[PATH_MAX], proc[64];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(proc, lnk, sizeof(lnk) - 1);
+	const char *sub = rel;
+	if (n > 0) {
+		lnk[n] = '\0';
+		if (path_within(lnk, root))
+			sub = path_below(lnk, root);
 	}
-	return false;
+	const char *slash = strrchr(sub, '/');
+	int len = slash ? (int)(slash - sub) : 0;
+	int dirfd = -1;
+	*dir = NULL;
+	if (asprintf(dir, "%s%s%.*s", root, strcmp(root, "/") && len ? "/" : "", len, sub) < 0) {
+		*dir = NULL;
+		return -1;
+	}
+	char *subdir = strndup(sub, (size_t)len);
+	if (!subdir || vdk_beneath_path(rootfd, len ? subdir : ".", true, &dirfd)) {
+		free(*dir);
+		*dir = NULL;
+	}
+	free(subdir);
+	return dirfd;
+}
+
+/* Open rel beneath the folder rootfd (whose path is root) as a source
+ * named name. A negative errno (vdk_beneath_open's) leaves e empty. */
+static int src_related_at(int rootfd, const char *root, const char *rel, const char *name,
+                          struct vdk_src **out, struct vdk_err *e)
+{
+	int fd;
+	struct stat st;
+	int r = vdk_beneath_open(rootfd, rel, &fd, &st);
+	if (r)
+		return r;
+	char *dir;
+	int dirfd = src_related_folder(rootfd, root, rel, fd, &dir);
+	r = src_from_fd(fd, name, dir, dirfd, true, out, e);
+	free(dir);
+	if (r) {
+		close(fd);
+		if (dirfd >= 0)
+			close(dirfd);
+	}
+	return r;
+}
+
+/* A name that does not resolve inside the image's folder directly (an
+ * absolute name, "..", an absolute symlink): its real path says which
+ * allowed folder it lies in, and it is opened beneath that folder, so a
+ * symlink swapped in after realpath still cannot lead out of it. */
+static int src_related_roots(const struct src_file *f, const char *cand,
+                             const struct vdk_access *acc, struct vdk_src **out, struct vdk_err *e)
+{
+	char *real = realpath(cand, NULL);
+	if (!real)
+		return -errno;
+	int r = -EXDEV;
+	if (path_within(real, f->dir))
+		r = src_related_at(f->dirfd, f->dir, path_below(real, f->dir), cand, out, e);
+	for (const char *const *d = acc->allow_dirs; r == -EXDEV && d && *d; d++) {
+		char *rd = realpath(*d, NULL);
+		int rfd =
+		    rd && path_within(real, rd) ? open(rd, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+		if (rfd >= 0) {
+			r = src_related_at(rfd, rd, path_below(real, rd), cand, out, e);
+			close(rfd);
+		}
+		free(rd);
+	}
+	if (r == -EXDEV && acc->allow_any) {
+		int rfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		r = rfd < 0 ? -errno : src_related_at(rfd, "/", real + 1, cand, out, e);
+		if (rfd >= 0)
+			close(rfd);
+	}
+	free(real);
+	return r;
+}
+
+static int file_related_error(struct vdk_src *s, const char *name, int r, struct vdk_err *e)
+{
+	if (e->cls != VDK_E_NONE)
+		return r;
+	if (r == -EXDEV || r == -ELOOP)
+		return vdk_err_set(e, VDK_E_INPUT, EPERM, s->name, NULL, VDK_NO_OFFSET,
+		                   "refers to '%s', which resolves outside the allowed folders: "
+		                   "refused",
+		                   name);
+	if (r == -EPERM || r == -ESTALE)
+		return vdk_err_set(e, VDK_E_INPUT, EPERM, s->name, NULL, VDK_NO_OFFSET,
+		                   "refers to '%s', which is not a regular file: refused", name);
+	bool input =
+	    r == -ENOENT || r == -EACCES || r == -ENOTDIR || r == -EISDIR || r == -ENAMETOOLONG;
+	return vdk_err_set(e, input ? VDK_E_INPUT : VDK_E_IO, -r, s->name, NULL, VDK_NO_OFFSET,
+	                   "refers to '%s', which cannot be opened: %s", name, strerror(-r));
 }
 
 static int file_open_related(struct vdk_src *s, const char *name, const struct vdk_access *acc,
@@ -245,8 +359,11 @@ static int file_open_related(struct vdk_src *s, const char *name, const struct v
 {
 	struct src_file *f = s->priv;
 	bool explicit = acc->allow_any || (acc->allow_dirs && acc->allow_dirs[0]);
-	if (!name[0] || !f->dir)
+	if (!name[0])
 		return vdk_bad(e, s->name, NULL, VDK_NO_OFFSET, "refers to an empty file name");
+	if (!f->dir)
+		return vdk_err_set(e, VDK_E_INPUT, ENOENT, s->name, NULL, VDK_NO_OFFSET,
+		                   "refers to '%s', but its own folder cannot be opened", name);
 	if (!explicit && (name[0] == '/' || path_has_dotdot(name)))
 		return vdk_err_set(e, VDK_E_INPUT, EPERM, s->name, NULL, VDK_NO_OFFSET,
 		                   "refers to '%s' outside its own folder: refused (allow a folder "
@@ -256,31 +373,11 @@ static int file_open_related(struct vdk_src *s, const char *name, const struct v
 	if ((size_t)snprintf(cand, sizeof(cand), "%s/%s", name[0] == '/' ? "" : f->dir, name) >=
 	    sizeof(cand))
 		return vdk_bad(e, s->name, NULL, VDK_NO_OFFSET, "file name too long");
-	char *real = realpath(name[0] == '/' ? name : cand, NULL);
-	if (!real)
-		return vdk_err_set(e, VDK_E_INPUT, errno, s->name, NULL, VDK_NO_OFFSET,
-		                   "refers to '%s', which cannot be opened: %s", name,
-		                   strerror(errno));
-	int r;
-	if (!related_allowed(real, f->dir, acc))
-		r = vdk_err_set(e, VDK_E_INPUT, EPERM, s->name, NULL, VDK_NO_OFFSET,
-		                "refers to '%s', which resolves outside the allowed folders: "
-		                "refused",
-		                name);
-	else
-		r = src_open_path(real, cand, out, e);
-	free(real);
-	if (r == 0 && (*out)->ops == &file_ops) {
-		struct stat st;
-		if (fstat((*out)->fd, &st) == 0 && !S_ISREG(st.st_mode)) {
-			vdk_src_close(*out);
-			*out = NULL;
-			r = vdk_err_set(e, VDK_E_INPUT, EPERM, s->name, NULL, VDK_NO_OFFSET,
-			                "refers to '%s', which is not a regular file: refused",
-			                name);
-		}
-	}
-	return r;
+	const char *shown = name[0] == '/' ? name : cand;
+	int r = name[0] == '/' ? -EXDEV : src_related_at(f->dirfd, f->dir, name, shown, out, e);
+	if (r == -EXDEV || r == -ELOOP)
+		r = src_related_roots(f, shown, acc, out, e);
+	return r ? file_related_error(s, name, r, e) : 0;
 }
 
 int vdk_src_check_unchanged(struct vdk_src *s, struct vdk_err *e)

@@ -44,30 +44,55 @@ else
 	skip "permission and full-filesystem tests need root and setpriv"
 fi
 
-# SIGINT in the middle: nothing left behind.
-"$TOP/bin/vdk-gen" -k random "$T/big.raw" $((1024 * 1048576)) 5
-"$VDKIT" convert --clone=never --threads 1 -O raw "$T/big.raw" "$T/int.raw" 2>/dev/null &
-pid=$!; sleep 0.1; kill -INT $pid 2>/dev/null; wait $pid; rc=$?
-if [ $rc -ne 0 ]; then
-	[ ! -e "$T/int.raw" ] && ! ls -a "$T" | grep -q '\.int\.raw\.vdkit-' &&
-		pass "interrupted convert (exit $rc) leaves no output and no temporary" ||
-		fail "interrupted convert left files: $(ls -a "$T")"
+# SIGINT in the middle: nothing left behind. The source is an NBD export
+# whose second half is held until the signal has been sent (tests/gate.sh),
+# so the conversion is always still running when the signal arrives.
+source "$(dirname "$0")/gate.sh"
+if have nbdkit && gate_serve int "$T/src.raw" $((4 << 20)) r; then
+	"$VDKIT" convert --threads 1 -O raw "$GATE_URI" "$T/int.raw" 2>"$T/int.err" &
+	pid=$!
+	if gate_held int; then
+		kill -INT $pid
+		sleep 0.2 # the signal is handled while the read is still held
+		gate_open int
+		wait $pid; rc=$?
+		[ $rc -ne 0 ] && [ ! -e "$T/int.raw" ] && ! ls -a "$T" | grep -q '\.int\.raw\.vdkit-' &&
+			pass "SIGINT while the source is held half-read: exit $rc, no output, no temporary: $(head -c 100 "$T/int.err")" ||
+			fail "interrupted convert: exit $rc, left: $(ls -a "$T" | grep int), said: $(cat "$T/int.err")"
+	else
+		kill $pid 2>/dev/null; wait $pid
+		fail "SIGINT test: the conversion never reached the held half: $(cat "$T/int.err")"
+	fi
+	gate_stop
 else
-	skip "convert finished before the signal arrived"
+	skip "SIGINT test: nbdkit missing or could not start"
 fi
-# A source that grows while it is read (still being copied onto the share).
-"$TOP/bin/vdk-gen" -k random "$T/grow.raw" $((512 * 1048576)) 6
-( for i in $(seq 1 40); do printf 'more' >>"$T/grow.raw"; sleep 0.02; done ) &
-gpid=$!
-out=$("$VDKIT" convert --threads 1 --clone=never "$T/grow.raw" "$T/grow.out" 2>&1); rc=$?
-wait $gpid
-if [ $rc -eq 1 ] && [[ "$out" == *"changed while being read"* ]]; then
-	[ ! -e "$T/grow.out" ] && pass "a source that changes during the run is refused, no output kept" ||
-		fail "output kept for a moving source"
-elif [ $rc -eq 0 ]; then
-	skip "conversion finished before the source changed"
+# A source that grows while it is read (still being copied onto the share):
+# the conversion writes to an export that holds every write past 1 MiB
+# until the source has grown. The source is larger than what the NBD sink
+# keeps in flight (64 MiB), so the run cannot reach its end (where the
+# source is checked) before the change.
+"$TOP/bin/vdk-gen" -k random "$T/grow.raw" $((96 << 20)) 6
+truncate -s $((96 << 20)) "$T/grow.target"
+if have nbdkit && gate_serve grow "$T/grow.target" $((1 << 20)) w; then
+	"$VDKIT" convert --threads 1 --clone=never -O raw "$T/grow.raw" "$GATE_URI" >"$T/grow.err" 2>&1 &
+	pid=$!
+	if gate_held grow; then
+		printf 'more' >>"$T/grow.raw"
+		gate_open grow
+		wait $pid; rc=$?
+		out=$(cat "$T/grow.err")
+		[ $rc -eq 1 ] && [[ "$out" == *"grow.raw"*"changed while being read"* ]] &&
+			pass "a source that grows during the run is refused (exit 1): $out" ||
+			fail "moving source: rc $rc: $out"
+	else
+		kill $pid 2>/dev/null; wait $pid
+		fail "moving source: the conversion never reached the held half: $(cat "$T/grow.err")"
+	fi
+	gate_stop
+	rm -f "$T/grow.target"
 else
-	fail "moving source: rc $rc: $out"
+	skip "moving source test: nbdkit missing or could not start"
 fi
 [ "$(sha "$T/src.raw")" = "$sum" ] && pass "source unchanged by every failure" || fail "source modified"
 finish

@@ -7,7 +7,7 @@ cd "$TOP"
 
 # Headers the front ends may use: the core's (installed by make install), and
 # each upper layer's public one; io_tmp.h is the sink's own.
-public="^($(ls convert/*.h | xargs -n1 basename | sed 's/\.h$//' | grep -v '^io_tmp$' | paste -sd'|')|remote|ova|vmx)\\.h\$"
+public="^($(ls convert/*.h | xargs -n1 basename | sed 's/\.h$//' | grep -vE '^io_(tmp|beneath)$' | paste -sd'|')|remote|ova|vmx)\\.h\$"
 includes() { grep -ho '#include "[^"]*"' "$@" 2>/dev/null | sed 's/#include "\(.*\)"/\1/' | sort -u; }
 
 bad=$(for f in tools/*.c tools/*.h plugin/*.c; do
