@@ -1,0 +1,243 @@
+/* fuzz-diff: the report. Counts per class and format; every divergence,
+ * crash and timeout rebuilt and saved; the refusal classes (vdkit's
+ * message when only vdkit refuses, qemu-img's when only qemu-img does)
+ * with the explanation from the known classes table below, or
+ * UNEXPLAINED. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "diff.h"
+
+/* --- known classes -------------------------------------------------- */
+
+/* Why the two readers may disagree on a mutant. kind NULL: any format;
+ * cls: the outcome class; pat: a substring of the message class (vdkit's
+ * for "stricter", qemu-img's for "lenient", either for the others). */
+struct fd_known {
+	const char *kind, *cls, *pat, *why;
+};
+
+static const struct fd_known fd_known[] = {
+    {NULL, NULL, NULL, NULL},
+};
+
+static const struct fd_known *fd_explain(const char *kind, const char *cls, const char *msg)
+{
+	for (const struct fd_known *k = fd_known; k->cls; k++)
+		if ((!k->kind || !strcmp(k->kind, kind)) && !strcmp(k->cls, cls) &&
+		    strstr(msg, k->pat))
+			return k;
+	return NULL;
+}
+
+/* --- tallies -------------------------------------------------------- */
+
+static const char *const fd_classes[] = {
+    "ok",          "stricter",      "lenient",    "both-refuse",  "DIVERGE",
+    "CRASH-vdkit", "TIMEOUT-vdkit", "CRASH-qemu", "TIMEOUT-qemu", "qemu-timeout-refused",
+    "skip-large",  "skip-write",
+};
+#define FD_NCLASSES (sizeof fd_classes / sizeof *fd_classes)
+
+struct fd_sub {
+	int kind;
+	unsigned cls;
+	char *msg;
+	unsigned long count, first;
+};
+
+struct fd_tally {
+	unsigned long n[FD_NCLASSES][FD_NKINDS];
+	struct fd_sub *sub;
+	size_t nsub, cap;
+	unsigned long *bad; /* divergences, crashes, timeouts: indices */
+	size_t nbad, badcap;
+};
+
+static int fd_kind_of(const char *name)
+{
+	for (int k = 0; k < FD_NKINDS; k++)
+		if (!strcmp(name, fd_kind_name((enum fd_kind)k)))
+			return k;
+	return -1;
+}
+
+static int fd_class_of(const char *name)
+{
+	for (unsigned c = 0; c < FD_NCLASSES; c++)
+		if (!strcmp(name, fd_classes[c]))
+			return (int)c;
+	return -1;
+}
+
+static bool fd_is_bad(unsigned cls)
+{
+	const char *c = fd_classes[cls];
+	return !strcmp(c, "DIVERGE") || !strncmp(c, "CRASH", 5) || !strncmp(c, "TIMEOUT", 7);
+}
+
+static int fd_sub_add(struct fd_tally *t, int kind, unsigned cls, const char *msg, unsigned long i)
+{
+	for (size_t j = 0; j < t->nsub; j++) {
+		struct fd_sub *s = &t->sub[j];
+		if (s->kind == kind && s->cls == cls && !strcmp(s->msg, msg)) {
+			s->count++;
+			return 0;
+		}
+	}
+	if (t->nsub == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 256;
+		struct fd_sub *v = realloc(t->sub, cap * sizeof *v);
+		if (!v)
+			return -1;
+		t->sub = v;
+		t->cap = cap;
+	}
+	char *m = strdup(msg);
+	if (!m)
+		return -1;
+	t->sub[t->nsub++] = (struct fd_sub){kind, cls, m, 1, i};
+	return 0;
+}
+
+static int fd_bad_add(struct fd_tally *t, unsigned long i)
+{
+	if (t->nbad == t->badcap) {
+		size_t cap = t->badcap ? t->badcap * 2 : 64;
+		unsigned long *v = realloc(t->bad, cap * sizeof *v);
+		if (!v)
+			return -1;
+		t->bad = v;
+		t->badcap = cap;
+	}
+	t->bad[t->nbad++] = i;
+	return 0;
+}
+
+/* idx kind class vsize qsize vdig qdig vmsg qmsg */
+static int fd_line(struct fd_tally *t, char *line)
+{
+	char *f[9], *save = NULL;
+	int nf = 0;
+	line[strcspn(line, "\n")] = 0;
+	for (char *p = strtok_r(line, "\t", &save); p && nf < 9; p = strtok_r(NULL, "\t", &save))
+		f[nf++] = p;
+	int kind = nf == 9 ? fd_kind_of(f[1]) : -1, cls = nf == 9 ? fd_class_of(f[2]) : -1;
+	if (kind < 0 || cls < 0)
+		return -1;
+	unsigned long i = strtoul(f[0], NULL, 10);
+	t->n[cls][kind]++;
+	const char *msg = !strcmp(f[2], "lenient") || !strncmp(f[2], "CRASH-q", 7) ? f[8] : f[7];
+	if (strcmp(f[2], "ok") && fd_sub_add(t, kind, (unsigned)cls, msg, i))
+		return -1;
+	return fd_is_bad((unsigned)cls) ? fd_bad_add(t, i) : 0;
+}
+
+static int fd_read_results(const struct fd_opts *o, struct fd_tally *t)
+{
+	char path[700], line[2048];
+	for (unsigned w = 0; w < o->jobs; w++) {
+		snprintf(path, sizeof path, "%s/w%u/results", o->work, w);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			return -1;
+		while (fgets(line, sizeof line, f))
+			if (fd_line(t, line)) {
+				fclose(f);
+				return -1;
+			}
+		fclose(f);
+	}
+	return 0;
+}
+
+/* --- printing ------------------------------------------------------- */
+
+static void fd_print_counts(const struct fd_tally *t, FILE *out)
+{
+	fprintf(out, "\n== mutants per class and format\n%-22s", "class");
+	for (int k = 0; k < FD_NKINDS; k++)
+		fprintf(out, " %9s", fd_kind_name((enum fd_kind)k));
+	fprintf(out, " %9s\n", "total");
+	for (unsigned c = 0; c < FD_NCLASSES; c++) {
+		unsigned long sum = 0;
+		for (int k = 0; k < FD_NKINDS; k++)
+			sum += t->n[c][k];
+		if (!sum)
+			continue;
+		fprintf(out, "%-22s", fd_classes[c]);
+		for (int k = 0; k < FD_NKINDS; k++)
+			fprintf(out, " %9lu", t->n[c][k]);
+		fprintf(out, " %9lu\n", sum);
+	}
+}
+
+static int fd_sub_cmp(const void *a, const void *b)
+{
+	const struct fd_sub *x = a, *y = b;
+	if (x->cls != y->cls)
+		return x->cls < y->cls ? -1 : 1;
+	if (x->kind != y->kind)
+		return x->kind < y->kind ? -1 : 1;
+	return x->count > y->count ? -1 : x->count < y->count;
+}
+
+/* Every class of message but the both-refuse ones (printed only in
+ * aggregate: nothing to compare). Returns how many are unexplained. */
+static unsigned fd_print_subs(const struct fd_opts *o, const struct fd_seeds *s, struct fd_tally *t,
+                              FILE *out)
+{
+	unsigned unexplained = 0, last = FD_NCLASSES;
+	qsort(t->sub, t->nsub, sizeof *t->sub, fd_sub_cmp);
+	for (size_t j = 0; j < t->nsub; j++) {
+		const struct fd_sub *u = &t->sub[j];
+		const char *cls = fd_classes[u->cls], *kind = fd_kind_name((enum fd_kind)u->kind);
+		if (!strcmp(cls, "both-refuse") || !strncmp(cls, "skip", 4))
+			continue;
+		if (u->cls != last)
+			fprintf(out, "\n== %s: by %s message\n", cls,
+			        !strcmp(cls, "lenient") ? "qemu-img's" : "vdkit's");
+		last = u->cls;
+		const struct fd_known *k = fd_explain(kind, cls, u->msg);
+		bool need = strcmp(cls, "stricter") != 0; /* stricter: expected (issue 13) */
+		fprintf(out, "%7lu %-8s #%-7lu %s\n", u->count, kind, u->first, u->msg);
+		fprintf(out, "                           -> %s\n",
+		        k      ? k->why
+		        : need ? "UNEXPLAINED"
+		               : "refused by vdkit (no entry)");
+		unexplained += !k && need;
+		if (!fd_is_bad(u->cls))
+			fd_rerun_save(o, s, u->first, cls, NULL);
+	}
+	return unexplained;
+}
+
+int fd_report(const struct fd_opts *o, const struct fd_seeds *s, FILE *out)
+{
+	struct fd_tally t = {0};
+	unsigned long total = 0;
+	int rc = fd_read_results(o, &t);
+	if (rc) {
+		fprintf(stderr, "fuzz-diff: the workers' results are incomplete\n");
+		return 1;
+	}
+	for (unsigned c = 0; c < FD_NCLASSES; c++)
+		for (int k = 0; k < FD_NKINDS; k++)
+			total += t.n[c][k];
+	fd_print_counts(&t, out);
+	if (t.nbad)
+		fprintf(out, "\n== divergences, crashes and timeouts (saved in %s/)\n", o->out);
+	for (size_t j = 0; j < t.nbad && j < 1000; j++)
+		fd_rerun_save(o, s, t.bad[j], "bad", out);
+	unsigned un = fd_print_subs(o, s, &t, out);
+	fprintf(out,
+	        "\nfuzz-diff: %lu mutants; %zu divergences, crashes or timeouts; "
+	        "%u unexplained classes\n",
+	        total, t.nbad, un);
+	for (size_t j = 0; j < t.nsub; j++)
+		free(t.sub[j].msg);
+	free(t.sub);
+	free(t.bad);
+	return un ? 1 : 0;
+}
