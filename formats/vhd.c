@@ -57,6 +57,38 @@ static int vhd_probe(const uint8_t *buf, size_t len, uint64_t size)
 
 /* Footer ------------------------------------------------------------- */
 
+/* A dynamic or differencing disk keeps a copy of its footer at offset 0.
+ * qemu-img reads the copy, vdkit (like the spec) the footer at the end:
+ * when both are valid and disagree on what decides the content, which one
+ * describes the disk is ambiguous (found by `make fuzz-diff`). A fixed
+ * disk has no copy: sector 0 is the guest's. */
+static int vhd_copy_agrees(struct vdk_image *img, const struct vhd_state *s, const uint8_t *head,
+                           struct vdk_err *e)
+{
+	struct vhd_footer h;
+	const struct vhd_footer *t = &s->f;
+	if (t->type == VHD_TYPE_FIXED || !vhd_footer_decode(head, &h) || !vhd_footer_csum_ok(head))
+		return 0;
+	static const struct {
+		size_t at;
+		const char *what;
+	} fields[] = {{VHD_F_TYPE, "disk type"},
+	              {VHD_F_DATA_OFFSET, "dynamic header offset"},
+	              {VHD_F_CUR_SIZE, "current size"},
+	              {VHD_F_CYLS, "disk size (geometry, creator)"}};
+	bool differ[] = {h.type != t->type, h.data_offset != t->data_offset,
+	                 h.cur_size != t->cur_size,
+	                 vhd_footer_disk_size(&h) != vhd_footer_disk_size(t)};
+	for (size_t i = 0; i < sizeof differ / sizeof *differ; i++)
+		if (differ[i])
+			return vdk_bad(
+			    e, img->src->name, FMT, fields[i].at,
+			    "the footer copy at 0 and the footer at %llu disagree on the %s: "
+			    "which one describes the disk is ambiguous",
+			    (unsigned long long)s->footer_off, fields[i].what);
+	return 0;
+}
+
 static int vhd_read_footer(struct vdk_image *img, struct vhd_state *s, struct vdk_err *e)
 {
 	struct vdk_src *src = img->src;
@@ -78,7 +110,7 @@ static int vhd_read_footer(struct vdk_image *img, struct vhd_state *s, struct vd
 	bool tail_cookie = vhd_footer_decode(tail, &s->f);
 	if (tail_cookie && vhd_footer_csum_ok(tail)) {
 		s->footer_off = toff;
-		return 0;
+		return vhd_copy_agrees(img, s, head, e);
 	}
 	/* The copy at offset 0 exists for this: a damaged or missing footer
 	 * (an interrupted append) of a dynamic or differencing disk. */

@@ -7,11 +7,12 @@
  * (and a few examples of each other class) under the output folder.
  *
  *   fuzz-diff [-n N] [-s SEED] [-j JOBS] [-o DIR] [-w WORKDIR] [-m MAXSIZE]
- *             [-t TIMEOUT] [-Q] [-i INDEX] KIND:DIR...
+ *             [-t TIMEOUT] [-Q] [-R] [-i INDEX] KIND:DIR...
  *
  * KIND is qcow2, vmdk, vhd, vhdx or sesparse (bare seSparse extents: each
  * mutant gets a descriptor naming it). -Q adds images qemu-img makes in
- * WORKDIR at start; -i rebuilds, runs and saves one mutant. The exit
+ * WORKDIR at start; -i rebuilds, runs and saves one mutant; -R reports
+ * again on the results a run left in DIR (same -n, -s, -j and seeds). The exit
  * status is 1 when a divergence, crash, timeout or lenient class is not in
  * the known classes table (diff_report.c). */
 #include <errno.h>
@@ -136,6 +137,31 @@ static const char *fd_classify(const struct fd_case *c)
 	return q->st == FD_ACCEPT ? "stricter" : "both-refuse";
 }
 
+/* What a divergence is: size or content, and a cause where a check can
+ * tell it (the known classes table, diff_report.c, explains them). */
+static void fd_hint(const struct fd_opts *o, int zfd, const char *dir, struct fd_case *c)
+{
+	uint8_t *b;
+	const char *cause = "";
+	char p[600];
+	if (c->seed->kind == FD_VHD && c->v.size == c->q.size &&
+	    fd_vhd_fill_bitmaps(c->d, c->n, &b) == 0) {
+		struct fd_result r;
+		snprintf(p, sizeof p, "%s/bitmaps.vhd", dir);
+		if (fd_write_file(p, b, c->n) == 0) {
+			fd_run_vdkit(zfd, p, FD_VHD, o->max_size, o->timeout, &r);
+			if (r.st == FD_ACCEPT && !memcmp(r.dig, c->q.dig, sizeof r.dig))
+				cause = ": sector bitmap";
+		}
+		free(b);
+	}
+	if (c->seed->kind == FD_VMDK && c->q.size > c->v.size &&
+	    fd_vmdk_blank_before_extent(c->d, c->n))
+		cause = ": blank line before an extent line";
+	snprintf(c->v.msg, sizeof c->v.msg, "%s differs%s",
+	         c->v.size != c->q.size ? "virtual size" : "content", cause);
+}
+
 static void fd_run_case(const struct fd_opts *o, int zfd, const char *dir, struct fd_case *c)
 {
 	char img[600], out[600];
@@ -150,8 +176,7 @@ static void fd_run_case(const struct fd_opts *o, int zfd, const char *dir, struc
 		fd_run_qemu(o->qemu, img, c->seed->kind, out, o->timeout, &c->q);
 	c->cls = fd_classify(c);
 	if (!strcmp(c->cls, "DIVERGE"))
-		snprintf(c->v.msg, sizeof c->v.msg, "%s differs",
-		         c->v.size != c->q.size ? "virtual size" : "content");
+		fd_hint(o, zfd, dir, c);
 }
 
 /* --- workers -------------------------------------------------------- */
@@ -178,7 +203,7 @@ static int fd_worker(const struct fd_opts *o, const struct fd_seeds *s, unsigned
 {
 	char dir[600], res[700];
 	snprintf(dir, sizeof dir, "%s/w%u", o->work, w);
-	snprintf(res, sizeof res, "%s/results", dir);
+	snprintf(res, sizeof res, "%s/results.w%u", o->out, w);
 	if (mkdir(dir, 0755) && errno != EEXIST)
 		return 1;
 	FILE *f = fopen(res, "w");
@@ -269,6 +294,36 @@ static int fd_qemu_seeds(const struct fd_opts *o, struct fd_seeds *s)
 	return rc;
 }
 
+/* The seeds of a run, in order, in OUT/seeds: -R (a report again, after
+ * the explanations changed) takes exactly these, so that mutant i is
+ * rebuilt as it was run whatever the filter would say now. */
+static int fd_seeds_list(const struct fd_opts *o, struct fd_seeds *s, bool write)
+{
+	char p[700], line[256];
+	snprintf(p, sizeof p, "%s/seeds", o->out);
+	FILE *f = fopen(p, write ? "w" : "r");
+	size_t kept = 0;
+	if (!f)
+		return -1;
+	for (size_t i = 0; write && i < s->n; i++)
+		fprintf(f, "%s\n", s->v[i].name);
+	while (!write && fgets(line, sizeof line, f)) {
+		line[strcspn(line, "\n")] = 0;
+		for (size_t i = kept; i < s->n; i++) {
+			if (strcmp(s->v[i].name, line))
+				continue;
+			struct fd_seed t = s->v[kept];
+			s->v[kept++] = s->v[i];
+			s->v[i] = t;
+			break;
+		}
+	}
+	for (size_t i = kept; !write && i < s->n; i++)
+		free(s->v[i].d);
+	s->n = write ? s->n : kept;
+	return fclose(f) ? -1 : 0;
+}
+
 /* Seeds both readers refuse as they are teach little (their mutants are
  * refused by both in the same way): left out. Seeds that already diverge
  * are kept and named. */
@@ -293,7 +348,7 @@ static int fd_filter(const struct fd_opts *o, struct fd_seeds *s)
 	}
 	printf("fuzz-diff: %zu seeds both readers refuse left out\n", out);
 	s->n = kept;
-	return 0;
+	return o->index < 0 ? fd_seeds_list(o, s, true) : 0;
 }
 
 static int fd_load(const struct fd_opts *o, int argc, char **argv, struct fd_seeds *s)
@@ -318,7 +373,11 @@ static int fd_load(const struct fd_opts *o, int argc, char **argv, struct fd_see
 		fprintf(stderr, "fuzz-diff: qemu-img could not make the seed images\n");
 		return -1;
 	}
-	if (fd_filter(o, s) || s->n == 0) {
+	mkdir(o->out, 0755);
+	char list[700];
+	snprintf(list, sizeof list, "%s/seeds", o->out);
+	bool listed = (o->report_only || o->index >= 0) && access(list, R_OK) == 0;
+	if ((listed ? fd_seeds_list(o, s, false) : fd_filter(o, s)) || s->n == 0) {
 		fprintf(stderr, "fuzz-diff: no seeds\n");
 		return -1;
 	}
@@ -349,6 +408,22 @@ static void fd_save_case(const struct fd_opts *o, const struct fd_case *c, const
 	fclose(f);
 }
 
+int fd_rerun(const struct fd_opts *o, const struct fd_seeds *s, unsigned long i, char *cls,
+             size_t clslen, char *msg, size_t msglen)
+{
+	struct fd_case c;
+	char dir[600];
+	snprintf(dir, sizeof dir, "%s/w0", o->work);
+	mkdir(dir, 0755);
+	if (fd_build(o, s, i, &c))
+		return -1;
+	fd_run_case(o, o->zfd[0], dir, &c);
+	snprintf(cls, clslen, "%s", c.cls);
+	snprintf(msg, msglen, "%s", !strcmp(c.cls, "lenient") ? c.q.msg : c.v.msg);
+	free(c.d);
+	return 0;
+}
+
 int fd_rerun_save(const struct fd_opts *o, const struct fd_seeds *s, unsigned long i,
                   const char *tag, FILE *echo)
 {
@@ -372,7 +447,7 @@ int fd_rerun_save(const struct fd_opts *o, const struct fd_seeds *s, unsigned lo
 static int fd_usage(void)
 {
 	fprintf(stderr, "usage: fuzz-diff [-n N] [-s SEED] [-j JOBS] [-o DIR] [-w WORKDIR] "
-	                "[-m MAXSIZE] [-t TIMEOUT] [-Q] [-i INDEX] KIND:DIR...\n");
+	                "[-m MAXSIZE] [-t TIMEOUT] [-Q] [-R] [-i INDEX] KIND:DIR...\n");
 	return 2;
 }
 
@@ -388,7 +463,7 @@ static int fd_parse(int argc, char **argv, struct fd_opts *o)
 	                      .timeout = 10,
 	                      .index = -1};
 	snprintf(o->work, sizeof o->work, "/dev/shm/vdkit-fuzz-diff.%ld", (long)getpid());
-	while ((c = getopt(argc, argv, "n:s:j:o:w:m:t:q:Qi:")) != -1) {
+	while ((c = getopt(argc, argv, "n:s:j:o:w:m:t:q:QRi:")) != -1) {
 		switch (c) {
 		case 'n':
 			o->n = strtoul(optarg, NULL, 0);
@@ -420,6 +495,9 @@ static int fd_parse(int argc, char **argv, struct fd_opts *o)
 		case 'i':
 			o->index = atol(optarg);
 			break;
+		case 'R':
+			o->report_only = true;
+			break;
 		default:
 			return -1;
 		}
@@ -446,7 +524,9 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	if (fd_load(&o, argc - first, argv + first, &s) == 0) {
-		if (o.index >= 0) {
+		if (o.report_only) {
+			rc = fd_report(&o, &s, stdout);
+		} else if (o.index >= 0) {
 			rc = fd_rerun_save(&o, &s, (unsigned long)o.index, "one", stdout) ? 1 : 0;
 		} else {
 			printf("fuzz-diff: %lu mutants of %zu seeds (%zu larger than 32 MiB left "

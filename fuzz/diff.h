@@ -54,6 +54,14 @@ int fd_mutate(const struct fd_seed *seed, struct fd_rng *r, uint8_t **out, size_
  * VHDX headers and region tables) so that mutants reach past them. */
 void fd_fixup(enum fd_kind kind, uint8_t *d, size_t n);
 
+/* A copy of a dynamic VHD with every allocated block's bitmap all set
+ * (diff_mut.c), to tell a bitmap divergence from others. */
+int fd_vhd_fill_bitmaps(const uint8_t *d, size_t n, uint8_t **out);
+
+/* A VMDK descriptor with a blank line before an extent line, which
+ * qemu-img reads twice (diff_mut.c). */
+bool fd_vmdk_blank_before_extent(const uint8_t *d, size_t n);
+
 /* Outcome of one tool on one mutant. */
 enum fd_status { FD_ACCEPT, FD_REFUSE, FD_CRASH, FD_TIMEOUT, FD_SKIP };
 
@@ -97,7 +105,7 @@ struct fd_opts {
 	char work[512];
 	uint64_t max_size;
 	int timeout;
-	bool qemu_seeds;
+	bool qemu_seeds, report_only;
 	long index;
 	int zfd[64]; /* one zygote per worker (diff_run.c) */
 };
@@ -106,6 +114,10 @@ struct fd_opts {
  * TAG-KIND-I.img with a .txt of both tools' results; echo: a summary. */
 int fd_rerun_save(const struct fd_opts *o, const struct fd_seeds *s, unsigned long i,
                   const char *tag, FILE *echo);
+/* Mutant i rebuilt and run again: its class and the message that names
+ * the cause (qemu-img's for lenient, vdkit's otherwise). */
+int fd_rerun(const struct fd_opts *o, const struct fd_seeds *s, unsigned long i, char *cls,
+             size_t clslen, char *msg, size_t msglen);
 /* Reads the workers' result lines, prints the counts and classes, saves
  * the examples. 0, or 1 when something is unexplained (see diff_report.c). */
 int fd_report(const struct fd_opts *o, const struct fd_seeds *s, FILE *out);

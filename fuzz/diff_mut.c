@@ -632,3 +632,56 @@ void fd_fixup(enum fd_kind kind, uint8_t *d, size_t n)
 	else if (kind == FD_VHDX)
 		fd_fix_vhdx(d, n);
 }
+
+/* --- divergence hints ----------------------------------------------- */
+
+/* A copy of a dynamic VHD with every allocated block's sector bitmap set:
+ * qemu-img does not read the bitmaps (a block is all data), vdkit does
+ * (a clear bit reads as zero, VHD spec "Block Bitmap"); if vdkit reads
+ * this copy as qemu-img read the original, the bitmap is the cause. */
+int fd_vhd_fill_bitmaps(const uint8_t *d, size_t n, uint8_t **out)
+{
+	bool tail = n >= 512 && !memcmp(d + n - 512, "conectix", 8);
+	uint64_t f = tail ? n - 512 : 0;
+	uint64_t dh = fd_rd(d, n, f + 16, 8, true);
+	uint64_t bat = fd_rd(d, n, dh + 16, 8, true), batn = fd_rd(d, n, dh + 28, 4, true);
+	uint64_t bs = fd_rd(d, n, dh + 32, 4, true), bm = vdk_round_up(bs / 512 / 8, 512);
+	if (n < 512 || memcmp(d + f, "conectix", 8) || dh >= n || bat >= n || !bm || bm > n)
+		return -EINVAL;
+	uint8_t *c = malloc(n);
+	if (!c)
+		return -ENOMEM;
+	memcpy(c, d, n);
+	for (uint64_t i = 0; i < batn && bat + 4 * i + 4 <= n; i++) {
+		uint64_t s = fd_rd(d, n, bat + 4 * i, 4, true) * 512;
+		if (s != 0xffffffffull * 512 && s <= n - bm)
+			memset(c + s, 0xff, bm);
+	}
+	*out = c;
+	return 0;
+}
+
+/* qemu-img's descriptor parser reads an extent line twice when a blank
+ * line precedes it (its sscanf skips the newline of the blank line into
+ * the extent line, then it steps one line on): the disk comes out with
+ * that extent doubled. True when d has such a pair of lines. */
+bool fd_vmdk_blank_before_extent(const uint8_t *d, size_t n)
+{
+	static const char *const access[] = {"RW ", "RDONLY ", "NOACCESS "};
+	for (size_t i = 0; i < n; i++) {
+		if (d[i] != '\n')
+			continue;
+		size_t j = i + 1;
+		while (j < n && (d[j] == ' ' || d[j] == '\t' || d[j] == '\r'))
+			j++;
+		if (j >= n || d[j] != '\n')
+			continue;
+		while (++j < n && (d[j] == ' ' || d[j] == '\t'))
+			;
+		for (size_t k = 0; k < 3; k++)
+			if (n - j >= strlen(access[k]) &&
+			    !memcmp(d + j, access[k], strlen(access[k])))
+				return true;
+	}
+	return false;
+}

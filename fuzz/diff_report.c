@@ -48,6 +48,8 @@ struct fd_sub {
 };
 
 struct fd_tally {
+	const struct fd_opts *o;
+	const struct fd_seeds *s;
 	unsigned long n[FD_NCLASSES][FD_NKINDS];
 	struct fd_sub *sub;
 	size_t nsub, cap;
@@ -127,9 +129,17 @@ static int fd_line(struct fd_tally *t, char *line)
 	if (kind < 0 || cls < 0)
 		return -1;
 	unsigned long i = strtoul(f[0], NULL, 10);
-	t->n[cls][kind]++;
 	const char *msg = !strcmp(f[2], "lenient") || !strncmp(f[2], "CRASH-q", 7) ? f[8] : f[7];
-	if (strcmp(f[2], "ok") && fd_sub_add(t, kind, (unsigned)cls, msg, i))
+	/* -R: the classes that need a cause are run again, with today's hints */
+	char rcls[32], rmsg[256];
+	if (t->o->report_only && (!strcmp(f[2], "lenient") || fd_is_bad((unsigned)cls)) &&
+	    fd_rerun(t->o, t->s, i, rcls, sizeof rcls, rmsg, sizeof rmsg) == 0 &&
+	    fd_class_of(rcls) >= 0) {
+		cls = fd_class_of(rcls);
+		msg = rmsg;
+	}
+	t->n[cls][kind]++;
+	if (strcmp(fd_classes[cls], "ok") && fd_sub_add(t, kind, (unsigned)cls, msg, i))
 		return -1;
 	return fd_is_bad((unsigned)cls) ? fd_bad_add(t, i) : 0;
 }
@@ -138,7 +148,7 @@ static int fd_read_results(const struct fd_opts *o, struct fd_tally *t)
 {
 	char path[700], line[2048];
 	for (unsigned w = 0; w < o->jobs; w++) {
-		snprintf(path, sizeof path, "%s/w%u/results", o->work, w);
+		snprintf(path, sizeof path, "%s/results.w%u", o->out, w);
 		FILE *f = fopen(path, "r");
 		if (!f)
 			return -1;
@@ -215,7 +225,7 @@ static unsigned fd_print_subs(const struct fd_opts *o, const struct fd_seeds *s,
 
 int fd_report(const struct fd_opts *o, const struct fd_seeds *s, FILE *out)
 {
-	struct fd_tally t = {0};
+	struct fd_tally t = {.o = o, .s = s};
 	unsigned long total = 0;
 	int rc = fd_read_results(o, &t);
 	if (rc) {
