@@ -162,7 +162,7 @@ fuzz: $(FUZZ_BIN)
 	  $$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
 	    -artifact_prefix=fuzz/crashers/$$n/ fuzz/work/$$n fuzz/corpus/$$n || exit 1; done
 
-check: all test-deps $(TEST_BIN) $(REPLAY_BIN) $(TSAN_BIN) $(ASAN_TEST_BIN)
+check: all test-deps $(TEST_BIN) $(REPLAY_BIN) $(TSAN_BIN) $(ASAN_TEST_BIN) fuzz/bin/fuzz-diff
 	@tests/run.sh
 
 demo: all test-deps

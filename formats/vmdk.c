@@ -116,14 +116,16 @@ static int vmdk_refuse_extent(struct vdk_image *img, const struct vmdk_desc_exte
 static int vmdk_ext_capacity_agrees(struct vdk_image *img, const struct vmdk_desc_extent *d,
                                     const struct vmdk_ext *x, struct vdk_err *e)
 {
-	uint64_t cap = d->kind == VMDK_EK_SESPARSE ? x->se.capacity : x->sp.capacity;
+	bool se = d->kind == VMDK_EK_SESPARSE;
+	uint64_t cap = se ? x->se.capacity : x->sp.capacity;
 	if (cap == x->len)
 		return 0;
-	return vdk_bad(e, img->src->name, "vmdk", VDK_NO_OFFSET,
-	               "descriptor line %u: extent \"%s\" of %llu sectors, but its header says "
-	               "%llu sectors",
-	               d->line, d->file, (unsigned long long)(x->len / VMDK_SECTOR),
-	               (unsigned long long)(cap / VMDK_SECTOR));
+	/* the capacity field: seSparse constant header byte 16, KDMV and COWD 12 */
+	return vdk_bad(e, x->src->name, "vmdk", se ? 16 : VMDK_H_CAPACITY,
+	               "capacity of %llu sectors, but %s line %u gives the extent %llu sectors: "
+	               "the disk's size is ambiguous",
+	               (unsigned long long)(cap / VMDK_SECTOR), img->src->name, d->line,
+	               (unsigned long long)(x->len / VMDK_SECTOR));
 }
 
 static int vmdk_open_one(struct vdk_image *img, const struct vmdk_desc_extent *d,

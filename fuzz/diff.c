@@ -10,11 +10,10 @@
  *             [-t TIMEOUT] [-Q] [-R] [-i INDEX] KIND:DIR...
  *
  * KIND is qcow2, vmdk, vhd, vhdx or sesparse (bare seSparse extents: each
- * mutant gets a descriptor naming it). -Q adds images qemu-img makes in
- * WORKDIR at start; -i rebuilds, runs and saves one mutant; -R reports
- * again on the results a run left in DIR (same -n, -s, -j and seeds). The exit
- * status is 1 when a divergence, crash, timeout or lenient class is not in
- * the known classes table (diff_report.c). */
+ * mutant gets a descriptor naming it); DIR a folder of seeds, or one. -Q adds images qemu-img makes
+ * in WORKDIR at start; -i rebuilds, runs and saves one mutant; -R reports again on the results a
+ * run left in DIR (same -n, -s, -j and seeds). The exit status is 1 when a divergence, crash,
+ * timeout or lenient class is not in the known classes table (diff_report.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -360,10 +359,13 @@ static int fd_load(const struct fd_opts *o, int argc, char **argv, struct fd_see
 		       strncmp(argv[i], fd_kind_name((enum fd_kind)k), (size_t)(colon - argv[i])))
 			k++;
 		if (!colon || k == FD_NKINDS) {
-			fprintf(stderr, "fuzz-diff: %s: want KIND:DIR\n", argv[i]);
+			fprintf(stderr, "fuzz-diff: %s: want KIND:DIR or KIND:FILE\n", argv[i]);
 			return -1;
 		}
-		int r = fd_seeds_add_dir(s, colon + 1, (enum fd_kind)k);
+		struct stat sb;
+		int r = stat(colon + 1, &sb)  ? -errno
+		        : S_ISDIR(sb.st_mode) ? fd_seeds_add_dir(s, colon + 1, (enum fd_kind)k)
+		                              : fd_seeds_add_file(s, colon + 1, (enum fd_kind)k);
 		if (r) {
 			fprintf(stderr, "fuzz-diff: %s: %s\n", colon + 1, strerror(-r));
 			return -1;
