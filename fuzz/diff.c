@@ -176,6 +176,11 @@ static void fd_run_case(const struct fd_opts *o, int zfd, const char *dir, struc
 	c->cls = fd_classify(c);
 	if (!strcmp(c->cls, "DIVERGE"))
 		fd_hint(o, zfd, dir, c);
+	const char *why =
+	    strcmp(c->cls, "lenient") ? NULL : fd_lenient_cause(c->seed->kind, c->d, c->n);
+	size_t ql = strlen(c->q.msg);
+	if (why)
+		snprintf(c->q.msg + ql, sizeof c->q.msg - ql, " [%s]", why);
 }
 
 /* --- workers -------------------------------------------------------- */

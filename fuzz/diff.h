@@ -62,6 +62,10 @@ int fd_vhd_fill_bitmaps(const uint8_t *d, size_t n, uint8_t **out);
  * qemu-img reads twice (diff_mut.c). */
 bool fd_vmdk_blank_before_extent(const uint8_t *d, size_t n);
 
+/* Why qemu-img may have refused a mutant vdkit read, where a look at the
+ * bytes tells (diff_mut.c); NULL when it cannot. */
+const char *fd_lenient_cause(enum fd_kind kind, const uint8_t *d, size_t n);
+
 /* Outcome of one tool on one mutant. */
 enum fd_status { FD_ACCEPT, FD_REFUSE, FD_CRASH, FD_TIMEOUT, FD_SKIP };
 

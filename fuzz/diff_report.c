@@ -19,6 +19,35 @@ struct fd_known {
 };
 
 static const struct fd_known fd_known[] = {
+    /* Divergences: both read, contents differ. */
+    {"vhd", "DIVERGE", "content differs: sector bitmap",
+     "vdkit honours the sector bitmap of a dynamic VHD block (a clear bit reads as zeroes, "
+     "VHD spec \"Block Bitmap\"); qemu-img ignores bitmaps and returns the block's stored "
+     "bytes. Not a vdkit bug: Hyper-V, Virtual PC and qemu-img zero a block's unwritten "
+     "sectors, so their images read the same in both"},
+    {"vmdk", "DIVERGE", "blank line before an extent line",
+     "qemu-img bug: its descriptor parser reads an extent line twice when a blank line "
+     "precedes it (sscanf skips the blank line's newline), doubling that extent; vdkit reads "
+     "the line once"},
+    /* Lenient: vdkit reads, qemu-img refuses. */
+    {"vhd", "lenient", "[dynamic disk whose footer copy at 0 is damaged]",
+     "qemu-img takes a dynamic disk's footer only from the copy at 0; vdkit reads the footer "
+     "at the end (the spec's footer; the copy is its backup), which is valid here"},
+    {NULL, "lenient", "[file size not a multiple of 512]",
+     "qemu-img rounds the file size up to a sector and looks for the VHD footer or the "
+     "stream-optimized VMDK footer there; vdkit reads them at the file's exact end"},
+    {"vmdk", "lenient", "[COWD extent opened alone]",
+     "qemu-img opens a vmfsSparse (COWD) extent only through its descriptor (through one it "
+     "reads what vdkit reads); vdkit also opens the extent alone"},
+    {"vhdx", "lenient", "[first region table damaged, the second valid]",
+     "qemu-img reads only the first region table; vdkit takes the second copy when the "
+     "first fails its signature or CRC (VHDX 2.2.3 keeps two for this)"},
+    {"vhdx", "lenient", "[logical sector size other than 512]",
+     "qemu-img's VHDX driver supports only 512-byte logical sectors (ENOTSUP); vdkit reads "
+     "4096-byte ones as Hyper-V writes them"},
+    {"vhdx", "lenient", "contains a log that needs to be replayed",
+     "vdkit replays a dirty log in memory when reading (the file is not written); qemu-img "
+     "refuses to open such an image read-only"},
     {NULL, NULL, NULL, NULL},
 };
 
