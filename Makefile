@@ -111,7 +111,7 @@ FUZZ_DIFF_SEED ?= 1
 FUZZ_DIFF_JOBS ?= 2
 FUZZ_DIFF_CORPUS := qcow2:fuzz/corpus/qcow2 vmdk:fuzz/corpus/vmdk vhd:fuzz/corpus/vhd \
 	vhdx:fuzz/corpus/vhdx sesparse:fuzz/corpus/sesparse
-FUZZ_DIFF_SRC := fuzz/diff.c fuzz/diff_mut.c fuzz/diff_run.c fuzz/diff_report.c
+FUZZ_DIFF_SRC := fuzz/diff.c fuzz/diff_mut.c fuzz/diff_hint.c fuzz/diff_run.c fuzz/diff_report.c
 fuzz/bin/fuzz-diff: $(FUZZ_DIFF_SRC) fuzz/diff.h bin/libvdkit.a
 	@mkdir -p fuzz/bin
 	@echo "  LD      $@"

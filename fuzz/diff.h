@@ -54,16 +54,19 @@ int fd_mutate(const struct fd_seed *seed, struct fd_rng *r, uint8_t **out, size_
  * VHDX headers and region tables) so that mutants reach past them. */
 void fd_fixup(enum fd_kind kind, uint8_t *d, size_t n);
 
+/* A w-byte word at off (0 past the end), in either byte order. */
+uint64_t fd_rd(const uint8_t *d, size_t n, uint64_t off, unsigned w, bool be);
+
 /* A copy of a dynamic VHD with every allocated block's bitmap all set
- * (diff_mut.c), to tell a bitmap divergence from others. */
+ * (diff_hint.c), to tell a bitmap divergence from others. */
 int fd_vhd_fill_bitmaps(const uint8_t *d, size_t n, uint8_t **out);
 
 /* A VMDK descriptor with a blank line before an extent line, which
- * qemu-img reads twice (diff_mut.c). */
+ * qemu-img reads twice (diff_hint.c). */
 bool fd_vmdk_blank_before_extent(const uint8_t *d, size_t n);
 
 /* Why qemu-img may have refused a mutant vdkit read, where a look at the
- * bytes tells (diff_mut.c); NULL when it cannot. */
+ * bytes tells (diff_hint.c); NULL when it cannot. */
 const char *fd_lenient_cause(enum fd_kind kind, const uint8_t *d, size_t n);
 
 /* Outcome of one tool on one mutant. */
