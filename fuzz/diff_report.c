@@ -48,6 +48,10 @@ static const struct fd_known fd_known[] = {
     {"vhdx", "lenient", "contains a log that needs to be replayed",
      "vdkit replays a dirty log in memory when reading (the file is not written); qemu-img "
      "refuses to open such an image read-only"},
+    /* qemu-img past its deadline on a mutant vdkit refused at open. */
+    {NULL, "qemu-timeout-refused", "",
+     "vdkit refused the mutant at open; qemu-img was still converting it at the deadline "
+     "(a mutated capacity of TiBs, its tables past the end of the file): nothing to compare"},
     {NULL, NULL, NULL, NULL},
 };
 
