@@ -233,10 +233,12 @@ static int vhd_blk_cmp(const void *a, const void *b)
 static int vhd_blocks_overlap(struct vdk_image *img, const struct vhd_state *s, uint64_t span,
                               struct vdk_err *e)
 {
-	struct vhd_blk *v = s->allocated ? malloc(s->allocated * sizeof(*v)) : NULL;
+	if (s->allocated < 2)
+		return 0;
+	struct vhd_blk *v = malloc(s->allocated * sizeof(*v));
 	size_t n = 0;
 	int r = 0;
-	if (s->allocated && !v)
+	if (!v)
 		return vdk_nomem(e, img->src->name, FMT, "the block list");
 	for (uint64_t i = 0; i < s->nblocks && n < s->allocated; i++)
 		if (s->bat[i] != VHD_BAT_UNUSED)
