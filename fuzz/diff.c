@@ -213,6 +213,7 @@ static int fd_worker(const struct fd_opts *o, const struct fd_seeds *s, unsigned
 	FILE *f = fopen(res, "w");
 	if (!f)
 		return 1;
+	setvbuf(f, NULL, _IOLBF, 0); /* whole lines, even if the run is stopped */
 	time_t t0 = time(NULL), last = t0;
 	for (unsigned long i = w; i < o->n; i += o->jobs) {
 		struct fd_case c;

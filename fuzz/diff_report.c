@@ -88,6 +88,7 @@ struct fd_tally {
 	size_t nsub, cap;
 	unsigned long *bad; /* divergences, crashes, timeouts: indices */
 	size_t nbad, badcap;
+	unsigned long torn; /* result lines cut short by a stopped run */
 };
 
 static int fd_kind_of(const char *name)
@@ -160,7 +161,7 @@ static int fd_line(struct fd_tally *t, char *line)
 		f[nf++] = p;
 	int kind = nf == 9 ? fd_kind_of(f[1]) : -1, cls = nf == 9 ? fd_class_of(f[2]) : -1;
 	if (kind < 0 || cls < 0)
-		return -1;
+		return 1; /* torn: the run was stopped while writing it */
 	unsigned long i = strtoul(f[0], NULL, 10);
 	const char *msg = !strcmp(f[2], "lenient") || !strncmp(f[2], "CRASH-q", 7) ? f[8] : f[7];
 	/* -R: the classes that need a cause are run again, with today's hints */
@@ -185,11 +186,14 @@ static int fd_read_results(const struct fd_opts *o, struct fd_tally *t)
 		FILE *f = fopen(path, "r");
 		if (!f)
 			return -1;
-		while (fgets(line, sizeof line, f))
-			if (fd_line(t, line)) {
-				fclose(f);
-				return -1;
-			}
+		int r = 0;
+		while (r >= 0 && fgets(line, sizeof line, f))
+			if ((r = fd_line(t, line)) > 0)
+				t->torn++;
+		if (r < 0) {
+			fclose(f);
+			return -1;
+		}
 		fclose(f);
 	}
 	return 0;
@@ -269,6 +273,8 @@ int fd_report(const struct fd_opts *o, const struct fd_seeds *s, FILE *out)
 		for (int k = 0; k < FD_NKINDS; k++)
 			total += t.n[c][k];
 	fd_print_counts(&t, out);
+	if (t.torn)
+		fprintf(out, "(%lu result lines torn: the run was stopped)\n", t.torn);
 	if (t.nbad)
 		fprintf(out, "\n== divergences, crashes and timeouts (saved in %s/)\n", o->out);
 	for (size_t j = 0; j < t.nbad && j < 1000; j++)
