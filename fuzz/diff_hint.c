@@ -3,6 +3,7 @@
  * copy only qemu-img needs, a feature it lacks); the known classes table
  * (diff_report.c) explains each cause these name. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,8 +132,72 @@ static const char *fd_vhdx_cause(const uint8_t *d, size_t n)
 	return NULL;
 }
 
+/* The VHDX header in use (the valid one with the larger sequence
+ * number) has a log GUID: the log must be replayed (VHDX 2.3.1). */
+static bool fd_vhdx_dirty(const uint8_t *d, size_t n)
+{
+	static const uint8_t zero[16];
+	uint64_t best = 0, seq = 0;
+	for (uint64_t h = 64 << 10; h <= 128 << 10 && h + 4096 <= n; h += 64 << 10) {
+		uint8_t t[4096];
+		if (memcmp(d + h, "head", 4))
+			continue;
+		memcpy(t, d + h, sizeof t);
+		memset(t + 4, 0, 4);
+		uint64_t q = fd_rd(d, n, h + 8, 8, false);
+		if (vdk_crc32c(0, t, sizeof t) == vdk_le32(d + h + 4) && (!best || q > seq)) {
+			best = h;
+			seq = q;
+		}
+	}
+	return best && memcmp(d + best + 48, zero, 16) != 0;
+}
+
+/* A hosted sparse VMDK whose embedded descriptor has no CID line: qemu-img
+ * reads the CID at open and fails without one. */
+static bool fd_vmdk_no_cid(const uint8_t *d, size_t n)
+{
+	uint64_t off = fd_rd(d, n, 28, 8, false) * 512, len = fd_rd(d, n, 36, 8, false) * 512;
+	if (n < 512 || memcmp(d, "KDMV", 4) || !off || off >= n)
+		return false;
+	len = VDK_MIN(VDK_MIN(len, n - off), 1u << 20);
+	for (uint64_t i = 0; i + 4 <= len; i++)
+		if (!memcmp(d + off + i, "CID=", 4))
+			return false;
+	return true;
+}
+
+/* qcow2 header fields qemu-img checks at open and vdkit does not consult
+ * to read the active layer: the snapshot table offset (checked even with
+ * no snapshots), header extensions (walked to the end of cluster 0). */
+static const char *fd_qcow2_cause(const uint8_t *d, size_t n)
+{
+	uint32_t cb = (uint32_t)fd_rd(d, n, 20, 4, true);
+	uint64_t cs = cb >= 9 && cb <= 21 ? 1ull << cb : 65536;
+	uint64_t snap = fd_rd(d, n, 64, 8, true);
+	if (snap % cs || snap > INT64_MAX)
+		return "snapshot table offset invalid";
+	uint64_t pos = fd_rd(d, n, 4, 4, true) >= 3 ? fd_rd(d, n, 100, 4, true) : 72;
+	/* the length is checked first, even the end marker's */
+	while (pos + 8 <= VDK_MIN(cs, n)) {
+		uint64_t len = fd_rd(d, n, pos + 4, 4, true);
+		if (len > cs - pos - 8)
+			return "header extension too large";
+		if (fd_rd(d, n, pos, 4, true) == 0)
+			break;
+		pos += 8 + vdk_round_up(len, 8);
+	}
+	return NULL;
+}
+
 const char *fd_lenient_cause(enum fd_kind kind, const uint8_t *d, size_t n)
 {
+	if (kind == FD_QCOW2)
+		return fd_qcow2_cause(d, n);
+	if (kind == FD_VMDK && fd_vmdk_no_cid(d, n))
+		return "embedded descriptor without a CID line";
+	if (kind == FD_VHDX && fd_vhdx_dirty(d, n))
+		return "dirty log";
 	if (n % 512 && (kind == FD_VHD || kind == FD_VMDK))
 		return "file size not a multiple of 512";
 	if (kind == FD_VMDK && n >= 4 && !memcmp(d, "COWD", 4))

@@ -45,9 +45,18 @@ static const struct fd_known fd_known[] = {
     {"vhdx", "lenient", "[logical sector size other than 512]",
      "qemu-img's VHDX driver supports only 512-byte logical sectors (ENOTSUP); vdkit reads "
      "4096-byte ones as Hyper-V writes them"},
-    {"vhdx", "lenient", "contains a log that needs to be replayed",
+    {"vhdx", "lenient", "[dirty log]",
      "vdkit replays a dirty log in memory when reading (the file is not written); qemu-img "
-     "refuses to open such an image read-only"},
+     "refuses to open such an image read-only, or fails on the log first"},
+    {"vmdk", "lenient", "[embedded descriptor without a CID line]",
+     "qemu-img reads the CID of a hosted sparse file's descriptor at open and fails "
+     "(EINVAL) without one; vdkit needs the CID only to match a parent"},
+    {"qcow2", "lenient", "[snapshot table offset invalid]",
+     "qemu-img checks the snapshot table offset at open even with no snapshots; vdkit "
+     "reads the active layer without the table (a field it could refuse: not content)"},
+    {"qcow2", "lenient", "[header extension too large]",
+     "qemu-img walks every header extension at open; vdkit reads only those it uses and "
+     "ignores the rest (not content)"},
     /* qemu-img past its deadline on a mutant vdkit refused at open. */
     {NULL, "qemu-timeout-refused", "",
      "vdkit refused the mutant at open; qemu-img was still converting it at the deadline "
