@@ -131,8 +131,10 @@ static int qcow2_classify(struct vdk_image *img, uint64_t ent, uint64_t bmp, uns
 			               (unsigned long long)guest);
 		return 0;
 	}
-	/* Bit 0 is reserved with extended L2 entries (qcow2.txt). */
-	if ((ent & QCOW2_L2_RESERVED) || (s->extl2 && (ent & QCOW2_OFLAG_ZERO)))
+	/* Bit 0 is reserved with extended L2 entries, and in version 2, which
+	 * has no zero clusters (qcow2.txt; qemu-img calls it corruption: found
+	 * by `make fuzz-diff`). */
+	if ((ent & QCOW2_L2_RESERVED) || ((s->extl2 || s->version < 3) && (ent & QCOW2_OFLAG_ZERO)))
 		return vdk_bad(e, img->src->name, FMT, qcow2_entry_off(s, guest),
 		               "L2 entry 0x%016llx has reserved bits set (guest offset %llu)",
 		               (unsigned long long)ent, (unsigned long long)guest);

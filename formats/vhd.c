@@ -36,6 +36,38 @@ static int vhd_probe(const uint8_t *buf, size_t len, uint64_t size)
 
 /* Footer ------------------------------------------------------------- */
 
+/* A dynamic or differencing disk keeps a copy of its footer at offset 0.
+ * qemu-img reads the copy, vdkit (like the spec) the footer at the end:
+ * when both are valid and disagree on what decides the content, which one
+ * describes the disk is ambiguous (found by `make fuzz-diff`). A fixed
+ * disk has no copy: sector 0 is the guest's. */
+static int vhd_copy_agrees(struct vdk_image *img, const struct vhd_state *s, const uint8_t *head,
+                           struct vdk_err *e)
+{
+	struct vhd_footer h;
+	const struct vhd_footer *t = &s->f;
+	if (t->type == VHD_TYPE_FIXED || !vhd_footer_decode(head, &h) || !vhd_footer_csum_ok(head))
+		return 0;
+	static const struct {
+		size_t at;
+		const char *what;
+	} fields[] = {{VHD_F_TYPE, "disk type"},
+	              {VHD_F_DATA_OFFSET, "dynamic header offset"},
+	              {VHD_F_CUR_SIZE, "current size"},
+	              {VHD_F_CYLS, "disk size (geometry, creator)"}};
+	bool differ[] = {h.type != t->type, h.data_offset != t->data_offset,
+	                 h.cur_size != t->cur_size,
+	                 vhd_footer_disk_size(&h) != vhd_footer_disk_size(t)};
+	for (size_t i = 0; i < sizeof differ / sizeof *differ; i++)
+		if (differ[i])
+			return vdk_bad(
+			    e, img->src->name, FMT, fields[i].at,
+			    "the footer copy at 0 and the footer at %llu disagree on the %s: "
+			    "which one describes the disk is ambiguous",
+			    (unsigned long long)s->footer_off, fields[i].what);
+	return 0;
+}
+
 static int vhd_read_footer(struct vdk_image *img, struct vhd_state *s, struct vdk_err *e)
 {
 	struct vdk_src *src = img->src;
@@ -55,9 +87,10 @@ static int vhd_read_footer(struct vdk_image *img, struct vhd_state *s, struct vd
 		return r;
 	struct vhd_footer hf;
 	bool tail_cookie = vhd_footer_decode(tail, &s->f);
+	s->tail_cookie = tail_cookie;
 	if (tail_cookie && vhd_footer_csum_ok(tail)) {
 		s->footer_off = toff;
-		return 0;
+		return vhd_copy_agrees(img, s, head, e);
 	}
 	/* The copy at offset 0 exists for this: a damaged or missing footer
 	 * (an interrupted append) of a dynamic or differencing disk. */
@@ -104,6 +137,15 @@ static int vhd_read_header(struct vdk_image *img, struct vhd_state *s, struct vd
 		return vdk_bad(e, name, FMT, s->hdr_off + VHD_H_BLOCK_SIZE,
 		               "block size %u is not a power of two of at least 512",
 		               s->block_size);
+	/* Under 8 sectors the bitmap is a fraction of a byte: qemu-img (and
+	 * the size rule below) make it 0 bytes, so the block's first data byte
+	 * would be read as its bitmap (found by `make fuzz-diff`). Hyper-V,
+	 * Virtual PC and qemu-img write 2 MiB blocks. */
+	if (s->block_size < 8 * VHD_SECTOR)
+		return vdk_bad(e, name, FMT, s->hdr_off + VHD_H_BLOCK_SIZE,
+		               "block size %u is under 8 sectors: its sector bitmap would be less "
+		               "than a byte",
+		               s->block_size);
 	/* One bit per sector, padded to whole sectors. */
 	s->bitmap_size = (uint32_t)vdk_round_up(s->block_size / VHD_SECTOR / 8, VHD_SECTOR);
 	s->max_entries = vdk_be32(s->hdr + VHD_H_MAX_ENTRIES);
@@ -137,7 +179,9 @@ static int vhd_block_meta(struct vdk_image *img, const struct vhd_state *s, uint
 	    {0, VHD_FOOTER_SIZE, "footer copy"},
 	    {s->hdr_off, VHD_DYNHDR_SIZE, "dynamic header"},
 	    {s->bat_off, vdk_round_up((uint64_t)s->max_entries * 4, VHD_SECTOR), "BAT"},
-	    {fsize - VHD_FOOTER_SIZE, s->footer_off ? VHD_FOOTER_SIZE : 0, "footer"},
+	    /* a footer whose checksum is bad is still no guest data */
+	    {fsize - VHD_FOOTER_SIZE, s->footer_off || s->tail_cookie ? VHD_FOOTER_SIZE : 0,
+	     "footer"},
 	};
 	for (size_t k = 0; k < VDK_ARRAY_SIZE(m); k++)
 		if (m[k].len && at < m[k].off + m[k].len && m[k].off < at + span)
@@ -147,6 +191,47 @@ static int vhd_block_meta(struct vdk_image *img, const struct vhd_state *s, uint
 			    (unsigned long long)i, (unsigned long long)at, (unsigned long long)span,
 			    m[k].what, (unsigned long long)m[k].off);
 	return 0;
+}
+
+struct vhd_blk {
+	uint64_t at, i;
+};
+
+static int vhd_blk_cmp(const void *a, const void *b)
+{
+	const struct vhd_blk *x = a, *y = b;
+	return x->at < y->at ? -1 : x->at > y->at;
+}
+
+/* Two blocks that share sectors without being the same block: one's
+ * bitmap is the other's data, so a read hands a bitmap to the guest as
+ * data (qemu-img reads it so; found by `make fuzz-diff`). Entries naming
+ * the very same block read consistently and are left to check, as VMDK
+ * grains shared by two entries are. */
+static int vhd_blocks_overlap(struct vdk_image *img, const struct vhd_state *s, uint64_t span,
+                              struct vdk_err *e)
+{
+	if (s->allocated < 2)
+		return 0;
+	struct vhd_blk *v = malloc(s->allocated * sizeof(*v));
+	size_t n = 0;
+	int r = 0;
+	if (!v)
+		return vdk_nomem(e, img->src->name, FMT, "the block list");
+	for (uint64_t i = 0; i < s->nblocks && n < s->allocated; i++)
+		if (s->bat[i] != VHD_BAT_UNUSED)
+			v[n++] = (struct vhd_blk){(uint64_t)s->bat[i] * VHD_SECTOR, i};
+	qsort(v, n, sizeof(*v), vhd_blk_cmp);
+	for (size_t k = 0; !r && k + 1 < n; k++)
+		if (v[k].at != v[k + 1].at && v[k].at + span > v[k + 1].at)
+			r = vdk_bad(
+			    e, img->src->name, FMT, s->bat_off + 4 * v[k + 1].i,
+			    "BAT entry %llu puts block [%llu, +%llu) inside block %llu at %llu",
+			    (unsigned long long)v[k + 1].i, (unsigned long long)v[k + 1].at,
+			    (unsigned long long)span, (unsigned long long)v[k].i,
+			    (unsigned long long)v[k].at);
+	free(v);
+	return r;
 }
 
 static int vhd_read_bat(struct vdk_image *img, struct vhd_state *s, struct vdk_err *e)
@@ -184,7 +269,7 @@ static int vhd_read_bat(struct vdk_image *img, struct vhd_state *s, struct vdk_e
 			r = vhd_block_meta(img, s, i, (uint64_t)v * VHD_SECTOR, span, e);
 	}
 	free(raw);
-	return r;
+	return r ? r : vhd_blocks_overlap(img, s, span, e);
 }
 
 /* Differencing: parent locators -------------------------------------- */

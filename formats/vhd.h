@@ -86,6 +86,7 @@ struct vhd_parent_loc {
 struct vhd_state {
 	struct vhd_footer f;
 	uint64_t footer_off; /* where the footer we use was read */
+	bool tail_cookie;    /* the last sector is a footer, valid or not */
 	/* dynamic and differencing */
 	uint8_t hdr[VHD_DYNHDR_SIZE];
 	uint64_t hdr_off, bat_off;

@@ -109,6 +109,25 @@ static int vmdk_refuse_extent(struct vdk_image *img, const struct vmdk_desc_exte
 	return 0;
 }
 
+/* A sparse extent's header says how many sectors it holds; the descriptor
+ * line says it too. qemu-img sizes the extent from the header, vdkit from
+ * the descriptor: when they differ, the disk's size and layout are
+ * ambiguous (found by `make fuzz-diff`; VMware writes them equal). */
+static int vmdk_ext_capacity_agrees(struct vdk_image *img, const struct vmdk_desc_extent *d,
+                                    const struct vmdk_ext *x, struct vdk_err *e)
+{
+	bool se = d->kind == VMDK_EK_SESPARSE;
+	uint64_t cap = se ? x->se.capacity : x->sp.capacity;
+	if (cap == x->len)
+		return 0;
+	/* the capacity field: seSparse constant header byte 16, KDMV and COWD 12 */
+	return vdk_bad(e, x->src->name, "vmdk", se ? 16 : VMDK_H_CAPACITY,
+	               "capacity of %llu sectors, but %s line %u gives the extent %llu sectors: "
+	               "the disk's size is ambiguous",
+	               (unsigned long long)(cap / VMDK_SECTOR), img->src->name, d->line,
+	               (unsigned long long)(x->len / VMDK_SECTOR));
+}
+
 static int vmdk_open_one(struct vdk_image *img, const struct vmdk_desc_extent *d,
                          struct vmdk_ext *x, struct vdk_err *e)
 {
@@ -132,9 +151,9 @@ static int vmdk_open_one(struct vdk_image *img, const struct vmdk_desc_extent *d
 		x->flat_off = d->offset * VMDK_SECTOR;
 		return 0;
 	}
-	if (d->kind == VMDK_EK_SESPARSE)
-		return vmdk_se_open(x->src, &x->se, e);
-	return vmdk_sparse_open(x->src, &x->sp, e);
+	r = d->kind == VMDK_EK_SESPARSE ? vmdk_se_open(x->src, &x->se, e)
+	                                : vmdk_sparse_open(x->src, &x->sp, e);
+	return r < 0 ? r : vmdk_ext_capacity_agrees(img, d, x, e);
 }
 
 static int vmdk_open_extents(struct vdk_image *img, struct vdk_err *e)

@@ -71,6 +71,11 @@ def vmdk(kind, f, arg):
         wr(f, h['desc'] * 512 + i - 1, b'\0')
     elif kind == 'stream-short':
         stream_short(f)
+    elif kind == 'capacity':
+        # an extent of a descriptor (FILE is the extent): one grain more
+        # than its descriptor line says
+        h = vmdk_hdr(f)
+        wr(f, 12, struct.pack('<Q', h['cap'] + h['grain']))
     else:
         raise SystemExit('unknown vmdk damage ' + kind)
 
@@ -107,7 +112,13 @@ def vhd(kind, f, arg):
     slot = bat + 4 * used[0]
     f.seek(0, 2)
     fsize = f.tell()
-    if kind == 'bat-footer-copy':
+    if kind == 'copy-size':
+        # the footer copy at 0 says another size; its checksum still good
+        copy = bytearray(foot)
+        struct.pack_into('>Q', copy, 48, struct.unpack_from('>Q', copy, 48)[0] * 2)
+        struct.pack_into('>I', copy, 64, vhd_csum(copy, 64))
+        wr(f, 0, bytes(copy))
+    elif kind == 'bat-footer-copy':
         wr(f, slot, struct.pack('>I', 0))
     elif kind == 'bat-header':
         wr(f, slot, struct.pack('>I', hoff // 512))
@@ -119,11 +130,17 @@ def vhd(kind, f, arg):
         # the last block moved one sector later: it covers the footer
         last = max(used, key=lambda i: ents[i])
         wr(f, bat + 4 * last, struct.pack('>I', ents[last] + 1))
-    elif kind in ('max-entries', 'max-small', 'block-size'):
+    elif kind == 'bat-overlap':
+        # the second block starts one sector into the first: its bitmap is
+        # the first block's data
+        wr(f, bat + 4 * used[1], struct.pack('>I', ents[used[0]] + 1))
+    elif kind in ('max-entries', 'max-small', 'block-size', 'block-small'):
         if kind == 'max-entries':
             struct.pack_into('>I', hdr, 28, 0xffffffff)
         elif kind == 'max-small':
             struct.pack_into('>I', hdr, 28, len(used) and used[-1])
+        elif kind == 'block-small':
+            struct.pack_into('>I', hdr, 32, 2048)
         else:
             struct.pack_into('>I', hdr, 32, 3 << 20)
         struct.pack_into('>I', hdr, 36, vhd_csum(hdr, 36))

@@ -67,11 +67,20 @@ rc=$?
 qemu-img convert -f raw -O vmdk -o subformat=streamOptimized "$T/src.raw" "$T/st.vmdk"
 good "$T/st.vmdk" vmdk
 damaged vmdk-stream-short vmdk:stream-short "$T/st.vmdk" vmdk "inflates to 32768 bytes"
+# an extent whose header capacity is not its descriptor line's (qemu-img
+# sizes the disk from the header, vdkit from the descriptor: refused)
+mkdir "$T/split" && qemu-img convert -f raw -O vmdk -o subformat=twoGbMaxExtentSparse \
+	"$T/src.raw" "$T/split/d.vmdk"
+good "$T/split/d.vmdk" vmdk
+$DMG vmdk:capacity "$T/split/d-s001.vmdk" &&
+	refused vmdk-extent-capacity vmdk "the disk's size is ambiguous" "$T/split/d.vmdk" vmdk
 
 # ---- VHD ------------------------------------------------------------------
 qemu-img convert -f raw -O vpc "$T/src.raw" "$T/s.vhd"
 good "$T/s.vhd" vpc
 damaged vhd-bat-footer-copy vhd:bat-footer-copy "$T/s.vhd" vpc "into the footer copy"
+# a valid footer copy that disagrees with the footer (qemu-img reads the copy)
+damaged vhd-copy-size vhd:copy-size "$T/s.vhd" vpc "disagree on the current size"
 damaged vhd-bat-header vhd:bat-header "$T/s.vhd" vpc "into the dynamic header"
 damaged vhd-bat-bat vhd:bat-bat "$T/s.vhd" vpc "into the BAT"
 damaged vhd-bat-footer vhd:bat-footer "$T/s.vhd" vpc "into the footer"
@@ -79,6 +88,9 @@ damaged vhd-bat-eof vhd:bat-eof "$T/s.vhd" vpc "past the end"
 damaged vhd-max-entries vhd:max-entries "$T/s.vhd" vpc "0xffffffff"
 damaged vhd-max-small vhd:max-small "$T/s.vhd" vpc "entries but the"
 damaged vhd-block-size vhd:block-size "$T/s.vhd" vpc "not a power of two"
+# found by make fuzz-diff: blocks qemu-img reads one way and vdkit another
+damaged vhd-block-small vhd:block-small "$T/s.vhd" vpc "under 8 sectors"
+damaged vhd-bat-overlap vhd:bat-overlap "$T/s.vhd" vpc "inside block"
 # the last block cut short, the footer kept at the end
 sz=$(stat -c %s "$T/s.vhd")
 head -c $((sz - 512 - 4096)) "$T/s.vhd" >"$T/cut.vhd" && tail -c 512 "$T/s.vhd" >>"$T/cut.vhd"

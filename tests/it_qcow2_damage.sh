@@ -57,6 +57,13 @@ f=$(d trunc); truncate -s $((SZ - 4096)) "$f"
 LAST=$(($(q_l2 "$A") + 8 * (10 * 1024 * 1024 / CS)))
 refused "truncated inside the last data cluster" "$f" "$LAST" "past the end of the file"
 
+# version 2 has no zero flag: bit 0 of an L2 entry is reserved there
+mk "$T/v2.qcow2" compat=0.10
+identical "version 2 image" "$T/v2.qcow2"
+V2L2=$(q_l2 "$T/v2.qcow2")
+cp "$T/v2.qcow2" "$T/v2z.qcow2"; put64 "$T/v2z.qcow2" "$V2L2" $(($(be64 "$T/v2.qcow2" "$V2L2") | 1))
+refused "version 2: L2 entry with the zero flag" "$T/v2z.qcow2" "$V2L2" "reserved"
+
 mk "$T/x.qcow2" extended_l2=on,cluster_size=128k
 X=$T/x.qcow2; XL2=$(q_l2 "$X")
 identical "extended L2 image" "$X"
