@@ -3,7 +3,8 @@
 #   make check        every unit test, integration script and fuzz replay
 #   make demo         the main job on a bundled sample, verified
 #   make fuzz         libFuzzer on every harness (FUZZ_SECONDS=N each)
-#   make bench        vdkit vs qemu-img on generated inputs
+#   make bench        vdkit vs qemu-img on generated inputs (BENCH_DISK=1: on disk)
+#   make bench-scale  the scale table: TiB-size disks, 100k extents, OVA
 #   make install      PREFIX=/usr/local DESTDIR=
 #   (with nbdkit-plugin-dev: bin/nbdkit-vdkit-plugin.so, see plugin/README)
 
@@ -46,7 +47,7 @@ PROGS := bin/vdkit bin/vdk-gen bin/vdk-gen-delta bin/vdk-rawsha $(if $(wildcard 
 NBDKIT_PLUGINDIR ?= $(PREFIX)/lib/nbdkit/plugins
 PLUGIN := $(if $(shell pkg-config --exists nbdkit 2>/dev/null && echo y),bin/nbdkit-vdkit-plugin.so)
 
-.PHONY: all deps test-deps check demo fuzz bench install clean format
+.PHONY: all deps test-deps check demo fuzz bench bench-scale install clean format
 all: $(PROGS) $(PLUGIN)
 
 deps:
@@ -151,6 +152,11 @@ demo: all test-deps
 
 bench: all test-deps
 	@scripts/bench.sh
+
+# How cost grows with the work (TiB-size sparse disks, 100k extents on XFS,
+# a 4-disk OVA): minutes, on the real disk; not part of make check.
+bench-scale: all test-deps
+	@scripts/bench-scale.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/vdkit
