@@ -124,14 +124,16 @@ scale_scattered() {
 }
 
 # A 16 GiB file of 100,000 extents on a reflink XFS: every 168 KiB piece
-# is a clone of one of two source blocks that are not adjacent on disk, so
-# XFS can never merge neighbouring pieces into one extent.
+# is a clone of one of two source blocks with a piece between them on disk
+# (adjacent blocks merged pairs into 50,000 extents), so XFS can never
+# merge neighbouring pieces. du counts shared blocks: a clone "allocates"
+# the full size there, while the filesystem's free space barely moves.
 scale_xfs_input() {
 	local X=$1 i b piece=$((168 << 10)) n=100000 cmds=()
-	bin/vdk-gen -d 100 -k text "$X/src" $((2 * piece)) 3
+	bin/vdk-gen -d 100 -k text "$X/src" $((3 * piece)) 3
 	xfs_io -f -c "truncate $((n * piece))" "$X/in-100k.raw"
 	for ((i = 0; i < n; i++)); do
-		b=$(((i % 2) * piece))
+		b=$(((i % 2) * 2 * piece))
 		cmds+=(-c "reflink $X/src $b $((i * piece)) $piece")
 		if [ ${#cmds[@]} -ge 8000 ] || [ $i = $((n - 1)) ]; then
 			xfs_io "${cmds[@]}" "$X/in-100k.raw" >/dev/null || return 1
