@@ -12,7 +12,11 @@ void *vdk_zalloc_lazy(size_t len)
 {
 	void *p =
 	    mmap(NULL, len ? len : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	return p == MAP_FAILED ? NULL : p;
+	if (p == MAP_FAILED)
+		return NULL;
+	/* With transparent huge pages, one entry written would fault in 2 MiB. */
+	madvise(p, len ? len : 1, MADV_NOHUGEPAGE);
+	return p;
 }
 
 void vdk_free_lazy(void *p, size_t len)
