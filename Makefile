@@ -4,7 +4,8 @@
 #   make demo         the main job on a bundled sample, verified
 #   make fuzz         libFuzzer on every harness (FUZZ_SECONDS=N each)
 #   make fuzz-diff    vdkit vs qemu-img on mutated images (FUZZ_DIFF_N, FUZZ_DIFF_SEED)
-#   make bench        vdkit vs qemu-img on generated inputs
+#   make bench        vdkit vs qemu-img on generated inputs (BENCH_DISK=1: on disk)
+#   make bench-scale  the scale table: TiB-size disks, 100k extents, OVA
 #   make install      PREFIX=/usr/local DESTDIR=
 #   (with nbdkit-plugin-dev: bin/nbdkit-vdkit-plugin.so, see plugin/README)
 
@@ -47,7 +48,7 @@ PROGS := bin/vdkit bin/vdk-gen bin/vdk-gen-delta bin/vdk-rawsha bin/vdk-upd $(if
 NBDKIT_PLUGINDIR ?= $(PREFIX)/lib/nbdkit/plugins
 PLUGIN := $(if $(shell pkg-config --exists nbdkit 2>/dev/null && echo y),bin/nbdkit-vdkit-plugin.so)
 
-.PHONY: all deps test-deps check demo fuzz fuzz-diff bench install clean format
+.PHONY: all deps test-deps check demo fuzz fuzz-diff bench bench-scale install clean format
 all: $(PROGS) $(PLUGIN)
 
 deps:
@@ -175,6 +176,11 @@ demo: all test-deps
 
 bench: all test-deps
 	@scripts/bench.sh
+
+# How cost grows with the work (TiB-size sparse disks, 100k extents on XFS,
+# a 4-disk OVA): minutes, on the real disk; not part of make check.
+bench-scale: all test-deps
+	@scripts/bench-scale.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/vdkit

@@ -131,9 +131,18 @@ void vdk_sink_close(struct vdk_sink *k)
 
 /* Files ------------------------------------------------------------- */
 
-/* Start write-back every this many bytes, so the fsync before the rename
- * finds little left to do and disk writes overlap with the conversion. */
-#define SINK_WRITEBACK (32u << 20)
+/* Start write-back of what was written every this many bytes, so the fsync
+ * before the rename finds little left to do and disk writes overlap with
+ * the conversion. The kick runs on the committing thread and blocks there
+ * while ext4 allocates and queues the pages, longer per byte the bigger the
+ * batch. Measured on this VM's ext4 (virtio disk, shared and busy), 1 GiB
+ * raw -> raw (464 MiB of data), 7-9 alternating runs, best / median:
+ * whole-file kicks every 32 MiB 1.22-1.26 / 1.63 s, 0.45-0.87 s of it
+ * blocked in sync_file_range; kicks of the range written since the last
+ * one every 2 MiB 0.48-0.49 / 0.88-1.28 s, 0.10-0.18 s blocked (1 MiB 0.68,
+ * 8 MiB 0.65 best); no kicks 0.78 / 1.16 s (0.4 s in the final fsync); cp
+ * --sparse=always + sync 0.71 / 1.26 s. qcow2 -> vhdx: 1.54 -> 0.59 s best. */
+#define SINK_WRITEBACK (2u << 20)
 
 /* O_DIRECT writes go through an aligned bounce buffer of this size; this
  * alignment suits 512-byte and 4 KiB logical sectors alike. */
@@ -141,9 +150,10 @@ void vdk_sink_close(struct vdk_sink *k)
 #define SINK_DIRECT_ALIGN 4096u
 
 struct sink_file {
-	uint64_t dirty;     /* bytes written since the last write-back kick */
-	struct vdk_tmp tmp; /* a new output until commit puts it in place */
-	bool pending;       /* tmp not yet published or discarded */
+	uint64_t dirty;        /* bytes written since the last write-back kick */
+	uint64_t wb_lo, wb_hi; /* the range those bytes lie in */
+	struct vdk_tmp tmp;    /* a new output until commit puts it in place */
+	bool pending;          /* tmp not yet published or discarded */
 	struct vdk_sink **related;
 	size_t nrelated;
 	bool in_place; /* a device or -n: no temporary, nothing to undo */
@@ -191,11 +201,26 @@ static int file_sink_direct(struct vdk_sink *k, const uint8_t *buf, size_t len, 
 	return 0;
 }
 
+/* Count a buffered write; queue the range written so far for write-back
+ * once it holds SINK_WRITEBACK bytes (asynchronous: never waits for it). */
+static void file_sink_kick(struct sink_file *f, int fd, uint64_t off, size_t len)
+{
+	f->wb_lo = VDK_MIN(f->wb_lo, off);
+	f->wb_hi = VDK_MAX(f->wb_hi, off + len);
+	f->dirty += len;
+	if (f->dirty < SINK_WRITEBACK)
+		return;
+	sync_file_range(fd, (off_t)f->wb_lo, (off_t)(f->wb_hi - f->wb_lo), SYNC_FILE_RANGE_WRITE);
+	f->dirty = 0;
+	f->wb_lo = UINT64_MAX;
+	f->wb_hi = 0;
+}
+
 static int file_sink_pwrite(struct vdk_sink *k, const void *buf, size_t len, uint64_t off,
                             struct vdk_err *e)
 {
-	struct sink_file *ff = k->priv;
-	bool direct = ff->dfd >= 0 && off % SINK_DIRECT_ALIGN == 0 && len % SINK_DIRECT_ALIGN == 0;
+	struct sink_file *f = k->priv;
+	bool direct = f->dfd >= 0 && off % SINK_DIRECT_ALIGN == 0 && len % SINK_DIRECT_ALIGN == 0;
 	uint64_t at = off;
 	int r = direct ? file_sink_direct(k, buf, len, off, &at)
 	               : file_sink_write_at(k->fd, buf, len, off, &at);
@@ -203,13 +228,8 @@ static int file_sink_pwrite(struct vdk_sink *k, const void *buf, size_t len, uin
 		return vdk_err_set(e, VDK_E_IO, -r, k->name, NULL, at,
 		                   "write failed: %s (a write of %zu bytes at offset %llu)",
 		                   strerror(-r), len, (unsigned long long)off);
-	struct sink_file *f = k->priv;
-	f->dirty += len;
-	if (f->dirty >= SINK_WRITEBACK) {
-		/* Asynchronous: queue the dirty pages, do not wait for them. */
-		sync_file_range(k->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-		f->dirty = 0;
-	}
+	if (!direct)
+		file_sink_kick(f, k->fd, off, len);
 	return 0;
 }
 
@@ -380,6 +400,7 @@ static int file_sink_wrap(const char *name, int fd, struct vdk_tmp *tmp, struct 
 		f->pending = true;
 	}
 	f->dfd = -1;
+	f->wb_lo = UINT64_MAX;
 	k->priv = f;
 	k->fd = fd;
 	struct statfs sfs;

@@ -93,6 +93,12 @@ static inline uint64_t vdk_round_up(uint64_t v, uint64_t align)
 /* True when the whole buffer is zero bytes. */
 bool vdk_is_zero(const void *buf, size_t len);
 
+/* Zeroed memory whose pages cost memory only once written (anonymous
+ * mmap), for big, mostly empty tables; NULL when out of memory. Freed with
+ * the same len. */
+void *vdk_zalloc_lazy(size_t len);
+void vdk_free_lazy(void *p, size_t len);
+
 /* Whole-buffer pread/pwrite on a file descriptor, retrying EINTR and short
  * transfers. 0, or a negative errno; -ENODATA when pread meets end of file,
  * -ENOSPC when pwrite makes no progress. */

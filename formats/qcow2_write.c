@@ -158,7 +158,8 @@ static int qcow2w_l2_ensure(struct qcow2_wstate *s, uint64_t g0, uint64_t g1)
 	for (uint64_t i = g0 / s->l2_entries; !s->fixed && i <= g1 / s->l2_entries; i++) {
 		if (s->l2[i])
 			continue;
-		if (!(s->l2[i] = calloc(s->l2_entries, sizeof(uint64_t))))
+		/* Lazy: a scattered disk touches one page of most tables. */
+		if (!(s->l2[i] = vdk_zalloc_lazy(s->l2_entries * sizeof(uint64_t))))
 			return -ENOMEM;
 		int r = qcow2w_alloc(s, 1, &s->l1[i]);
 		if (r)
@@ -792,7 +793,7 @@ void qcow2_wclose(struct vdk_writer *w)
 	if (!s)
 		return;
 	for (uint64_t i = 0; s->l2 && i < s->l1_size; i++)
-		free(s->l2[i]);
+		vdk_free_lazy(s->l2[i], s->l2_entries * sizeof(uint64_t));
 	free(s->l2);
 	free(s->l1);
 	free(s->rc);

@@ -243,8 +243,9 @@ enum vmdk_subformat {
 struct vmdk_wext {
 	struct vdk_sink *sink; /* the main sink or a companion */
 	uint64_t start, len;   /* virtual bytes */
-	/* sparse */
-	uint32_t *gte;
+	/* sparse: gt[i] holds grain table i's entries, NULL until a grain
+	 * in it is allocated, so memory follows the data, not the disk size */
+	uint32_t **gt;
 	uint64_t n_grains, gt_n, gd_sectors;
 	uint64_t rgd, gd, overhead, next; /* sectors */
 	uint64_t desc_sectors;

@@ -2,8 +2,8 @@
 # by nbdkit's file plugin on a unix socket, with 2 ms added to every read
 # (delay filter) so request latency, not memory bandwidth, is what counts:
 # vdkit and qemu-img -W -m 16 (16 requests in flight, out of order) read it
-# into a local raw file; the third command (printed as "floor (cp)") is
-# nbdcopy (4 connections, 64 requests each, fewer on fewer CPUs).
+# into a local raw file; the third command is nbdcopy (4 connections, 64
+# requests each, fewer on fewer CPUs).
 # The second row writes the other way: the local raw into nbdkit's memory
 # plugin with 2 ms added to every write.
 # Skipped when nbdkit or nbdcopy is missing.
@@ -20,7 +20,7 @@ if command -v nbdkit >/dev/null && command -v nbdcopy >/dev/null; then
 	bench_row "nbd rdelay=2ms -> raw 256 MiB, 3rd: nbdcopy" \
 		"$VDKIT convert -q -f raw -O raw '$NBD_URI' $BENCH_DIR/out.raw" \
 		"qemu-img convert -f raw -W -m 16 -O raw '$NBD_URI' $BENCH_DIR/out.raw" \
-		"nbdcopy '$NBD_URI' $BENCH_DIR/out.raw"
+		"nbdcopy::nbdcopy '$NBD_URI' $BENCH_DIR/out.raw"
 	kill "$NBD_PID" 2>/dev/null
 	wait "$NBD_PID" 2>/dev/null
 	rm -f "$NBD_SOCK"
@@ -30,7 +30,7 @@ if command -v nbdkit >/dev/null && command -v nbdcopy >/dev/null; then
 	bench_row "raw 256 MiB -> nbd wdelay=2ms, 3rd: nbdcopy" \
 		"$VDKIT convert -q -f raw -O raw $NBD_RAW '$NBD_URI'" \
 		"qemu-img convert -n -f raw -W -m 16 -O raw $NBD_RAW '$NBD_URI'" \
-		"nbdcopy $NBD_RAW '$NBD_URI'"
+		"nbdcopy::nbdcopy $NBD_RAW '$NBD_URI'"
 	kill "$NBD_PID" 2>/dev/null
 	wait "$NBD_PID" 2>/dev/null
 	rm -f "$NBD_SOCK"

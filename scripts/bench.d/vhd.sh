@@ -9,7 +9,8 @@ VHD_RAW="$BENCH_DIR/in-1g.raw"
 
 bench_row "raw -> vhd azure (fixed), 1 GiB 45% data" \
 	"$VDKIT convert -q -f raw -O vpc -o azure=on $VHD_RAW $BENCH_DIR/out.vhd" \
-	"qemu-img convert -f raw -O vpc -o subformat=fixed,force_size=on $VHD_RAW $BENCH_DIR/out.vhd"
+	"qemu-img convert -f raw -O vpc -o subformat=fixed,force_size=on $VHD_RAW $BENCH_DIR/out.vhd" \
+	"cp --sparse=always $VHD_RAW $BENCH_DIR/out.vhd"
 bench_row "raw -> vhd dynamic, 1 GiB 45% data" \
 	"$VDKIT convert -q -f raw -O vpc $VHD_RAW $BENCH_DIR/out.vhd" \
 	"qemu-img convert -f raw -O vpc $VHD_RAW $BENCH_DIR/out.vhd"

@@ -1,6 +1,7 @@
 # Sourced by scripts/bench.sh: VHDX rows. The headline row converts a 4 GiB
 # flat VMDK (random data, ESXi vmfs descriptor) with vmdk2vhdx on an XFS
-# reflink loop filesystem (root only), beside qemu-img's full copy.
+# reflink loop filesystem (root only), beside qemu-img's full copy (made
+# durable with sync FILE: the row is always on the disk).
 
 VHDX_IN="$BENCH_DIR/in-1g.raw"
 [ -f "$VHDX_IN" ] || bin/vdk-gen "$VHDX_IN" $((1 << 30)) 1
@@ -35,7 +36,7 @@ vhdx_bench_xfs() {
 	sync
 	bench_row "vmdk2vhdx 4 GiB flat VMDK, XFS reflink" \
 		"rm -f $X/out.vhdx; $TOP/bin/vmdk2vhdx -q $X/disk.vmdk $X/out.vhdx" \
-		"rm -f $X/out.vhdx; qemu-img convert -f vmdk -O vhdx -o subformat=dynamic $X/disk.vmdk $X/out.vhdx"
+		"rm -f $X/out.vhdx; qemu-img convert -f vmdk -O vhdx -o subformat=dynamic $X/disk.vmdk $X/out.vhdx && sync $X/out.vhdx"
 	umount "$X"
 	losetup -d "$loop"
 	trap - EXIT
