@@ -11,6 +11,7 @@ static const struct {
     {"info", cmd_info},       {"check", cmd_check},   {"convert", cmd_convert},
     {"compare", cmd_compare}, {"map", cmd_map},       {"ova", cmd_ova},
     {"create", cmd_create},   {"resize", cmd_resize}, {"measure", cmd_measure},
+    {"apply", cmd_apply},
 };
 
 int main(int argc, char **argv)
