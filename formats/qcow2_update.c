@@ -283,6 +283,15 @@ static void qcow2_upd_set_ent(struct qcow2_upd_tab *t, const struct qcow2_ustate
 	qcow2_upd_mark(t, at);
 }
 
+/* Reads as zeroes with no backing file: unallocated, or the zero flag on a
+ * standard entry (in a compressed descriptor bit 0 belongs to the offset). */
+static bool qcow2_upd_reads_zero(uint64_t ent)
+{
+	if (ent & QCOW2_OFLAG_COMPRESSED)
+		return false;
+	return !(ent & QCOW2_OFFSET_MASK) || (ent & QCOW2_OFLAG_ZERO);
+}
+
 /* A standard cluster this image owns alone: writable where it is. */
 static bool qcow2_upd_in_place(uint64_t ent)
 {
@@ -412,7 +421,7 @@ static int qcow2_upd_zero_cluster(struct vdk_update *u, uint64_t g, struct vdk_e
 	if (r || !t)
 		return r;
 	uint64_t ent = qcow2_upd_ent(t, q, g);
-	if (!(ent & (QCOW2_OFLAG_COMPRESSED | QCOW2_OFFSET_MASK)) || (ent & QCOW2_OFLAG_ZERO))
+	if (qcow2_upd_reads_zero(ent))
 		return 0;
 	if (qcow2_upd_in_place(ent)) {
 		if (q->version >= 3) {
@@ -443,9 +452,7 @@ int qcow2_update_zero(struct vdk_update *u, uint64_t off, uint64_t len, struct v
 			struct qcow2_upd_tab *t;
 			r = qcow2_upd_l2(u, g, false, &t, e);
 			uint64_t ent = r ? 0 : qcow2_upd_ent(t, q, g);
-			bool reads_zero = !(ent & (QCOW2_OFLAG_COMPRESSED | QCOW2_OFFSET_MASK)) ||
-			                  (ent & QCOW2_OFLAG_ZERO);
-			if (!r && !reads_zero) {
+			if (!r && !qcow2_upd_reads_zero(ent)) {
 				uint8_t *z = calloc(1, n);
 				r = z ? qcow2_upd_write_cluster(u, z, g, within, n, e)
 				      : vdk_nomem(e, u->path, FMT, "a zero buffer");
