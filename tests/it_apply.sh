@@ -131,6 +131,30 @@ gen_delta sesparse a1.vmdk base.vmdk 10 41 && hosted a2.vmdk a1.vmdk 1 42 &&
 	gen_delta cowd c1.vmdk base.vmdk 10 43 && gen_delta sesparse k1.vmdk base.vmdk 60 44 ||
 	{ fail "cannot make the small chain"; finish; }
 
+# --- qcow2 layouts the updater must handle ----------------------------------
+# Compressed clusters (replaced, their space released), 512-byte clusters
+# (refcount blocks allocated as the file grows), v2 (no zero flag), and
+# targets qemu-img wrote (8- and 64-bit refcounts), the record made by
+# vdkit and the target replaced (--force: only its mtime moved).
+qemu-img convert -O raw "$C/a2.vmdk" "$T/exp-sa.raw"
+layout() {
+	local d=$1 force=$2
+	"$VDKIT" apply -q $force "$C/a1.vmdk" "$T/l.qcow2" 2>"$T/err" &&
+		"$VDKIT" apply -q "$C/a2.vmdk" "$T/l.qcow2" 2>"$T/err" &&
+		qemu-img compare -q -f raw -F qcow2 "$T/exp-sa.raw" "$T/l.qcow2" && qcheck qcow2 "$T/l.qcow2" &&
+		pass "qcow2 $d: two deltas applied, exact and clean" ||
+		fail "qcow2 $d: $(cat "$T/err" "$T/qc" 2>/dev/null | head -3)"
+	rm -f "$T/l.qcow2" "$T/l.qcow2.vdkit-warm"
+}
+for o in "-c" "-o cluster_size=512" "-o compat=0.10" "-o cluster_size=2M"; do
+	"$VDKIT" convert -q --warm -O qcow2 $o "$C/base.vmdk" "$T/l.qcow2" && layout "($o)" ""
+done
+for o in refcount_bits=8 refcount_bits=64,cluster_size=4096; do
+	"$VDKIT" convert -q --warm -O qcow2 "$C/base.vmdk" "$T/l.qcow2" &&
+		qemu-img convert -f vmdk -O qcow2 -o $o "$C/base.vmdk" "$T/l.qcow2" &&
+		layout "(qemu-img -o $o)" --force
+done
+
 # --- refusals ----------------------------------------------------------------
 # refused DESC TARGET CMD...: exit 1 and TARGET byte-identical
 refused() {
