@@ -116,7 +116,7 @@ int vdk_warm_record_write(const char *target, const struct vdk_warm_record *r, s
 /* The reader: one flat object of string and unsigned number members, the
  * only shape we write; anything else is refused as malformed. */
 struct apply_parse {
-	const char *p, *end, *file;
+	const char *p, *end;
 	struct vdk_warm_record *r;
 	unsigned seen;
 };
@@ -158,14 +158,28 @@ static bool apply_number(struct apply_parse *ps, uint64_t *v)
 	return ps->p > s;
 }
 
+static int apply_nibble(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1; /* we write lower case only */
+}
+
 static bool apply_hex32(const char *s, uint32_t *out)
 {
-	char *end;
+	uint32_t v = 0;
 	if (strlen(s) != 8)
 		return false;
-	unsigned long v = strtoul(s, &end, 16);
-	*out = (uint32_t)v;
-	return *end == '\0';
+	for (size_t i = 0; i < 8; i++) {
+		int d = apply_nibble(s[i]);
+		if (d < 0)
+			return false;
+		v = v << 4 | (uint32_t)d;
+	}
+	*out = v;
+	return true;
 }
 
 static bool apply_digest(const char *s, uint8_t *out)
@@ -173,10 +187,10 @@ static bool apply_digest(const char *s, uint8_t *out)
 	if (strlen(s) != 2 * VDK_DIGEST_MAX)
 		return false;
 	for (size_t i = 0; i < VDK_DIGEST_MAX; i++) {
-		unsigned v;
-		if (sscanf(s + 2 * i, "%2x", &v) != 1)
+		int hi = apply_nibble(s[2 * i]), lo = apply_nibble(s[2 * i + 1]);
+		if (hi < 0 || lo < 0)
 			return false;
-		out[i] = (uint8_t)v;
+		out[i] = (uint8_t)(hi << 4 | lo);
 	}
 	return true;
 }
@@ -203,14 +217,22 @@ static bool apply_member_str(struct apply_parse *ps, const char *key)
 	}
 	if (!apply_string(ps, v, sizeof(v)))
 		return false;
-	if (!strcmp(key, "cid"))
-		return (ps->seen |= APPLY_K_CID), apply_hex32(v, &r->cid);
-	if (!strcmp(key, "base-cid"))
-		return (ps->seen |= APPLY_K_BASE), apply_hex32(v, &r->base_cid);
-	if (!strcmp(key, "pending-cid"))
-		return (r->has_pending = true), apply_hex32(v, &r->pending);
-	if (!strcmp(key, "base-digest"))
-		return (ps->seen |= APPLY_K_DIGEST), apply_digest(v, r->base_digest);
+	if (!strcmp(key, "cid")) {
+		ps->seen |= APPLY_K_CID;
+		return apply_hex32(v, &r->cid);
+	}
+	if (!strcmp(key, "base-cid")) {
+		ps->seen |= APPLY_K_BASE;
+		return apply_hex32(v, &r->base_cid);
+	}
+	if (!strcmp(key, "pending-cid")) {
+		r->has_pending = true;
+		return apply_hex32(v, &r->pending);
+	}
+	if (!strcmp(key, "base-digest")) {
+		ps->seen |= APPLY_K_DIGEST;
+		return apply_digest(v, r->base_digest);
+	}
 	return true; /* a later version's member */
 }
 
@@ -229,16 +251,22 @@ static bool apply_member(struct apply_parse *ps)
 	if (!apply_number(ps, &v))
 		return false;
 	struct vdk_warm_record *r = ps->r;
-	if (!strcmp(key, "vdkit-warm"))
-		return (ps->seen |= APPLY_K_VERSION), v == VDK_WARM_VERSION;
-	if (!strcmp(key, "virtual-size"))
-		r->virtual_size = v, ps->seen |= APPLY_K_VSIZE;
-	else if (!strcmp(key, "target-size"))
-		r->target_size = v, ps->seen |= APPLY_K_TSIZE;
-	else if (!strcmp(key, "target-mtime-ns"))
-		r->target_mtime_ns = v, ps->seen |= APPLY_K_MTIME;
-	else if (!strcmp(key, "applied"))
+	if (!strcmp(key, "vdkit-warm")) {
+		ps->seen |= APPLY_K_VERSION;
+		return v == VDK_WARM_VERSION;
+	}
+	if (!strcmp(key, "virtual-size")) {
+		r->virtual_size = v;
+		ps->seen |= APPLY_K_VSIZE;
+	} else if (!strcmp(key, "target-size")) {
+		r->target_size = v;
+		ps->seen |= APPLY_K_TSIZE;
+	} else if (!strcmp(key, "target-mtime-ns")) {
+		r->target_mtime_ns = v;
+		ps->seen |= APPLY_K_MTIME;
+	} else if (!strcmp(key, "applied")) {
 		r->applied = v;
+	}
 	return true;
 }
 
@@ -293,7 +321,7 @@ int vdk_warm_record_read(const char *target, struct vdk_warm_record *r, struct v
 	if (rc)
 		return rc;
 	memset(r, 0, sizeof(*r));
-	struct apply_parse ps = {.p = buf, .end = buf + n, .file = path, .r = r};
+	struct apply_parse ps = {.p = buf, .end = buf + n, .r = r};
 	if (!apply_parse_object(&ps))
 		return vdk_bad(e, path, NULL, (uint64_t)(ps.p - buf),
 		               "malformed warm record (version %u expected, every member "

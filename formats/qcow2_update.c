@@ -630,6 +630,11 @@ int qcow2_update_open(struct vdk_update *u, struct vdk_err *e)
 	struct stat st;
 	if (fstat(u->fd, &st))
 		return vdk_ioerr(e, errno, u->path, "stat failed: %s", strerror(errno));
+	/* New clusters go at the end of the file: a device has no end to
+	 * grow (and reports no size in st_size). */
+	if (!S_ISREG(st.st_mode))
+		return vdk_unsup(e, u->path, FMT, VDK_NO_OFFSET,
+		                 "a qcow2 image on a block device cannot be updated in place");
 	q->orig_end = q->end = vdk_round_up((uint64_t)st.st_size, q->cs);
 	u->size = q->img->size;
 	u->granularity = q->cs;
