@@ -171,7 +171,7 @@ for FMT in raw qcow2; do
 	TG="$T/ref.$FMT"
 	rm -f "$TG" "$TG.vdkit-warm"
 	"$VDKIT" convert -q --warm -O $FMT "$C/base.vmdk" "$TG" && "$VDKIT" apply -q "$C/a1.vmdk" "$TG" ||
-		{ fail "$FMT: refusal setup"; continue; }
+		{ fail "$FMT: refusal setup: $(cat "$T/err" 2>/dev/null)"; continue; }
 	refused "$FMT: a delta whose parent is the base, not the applied delta" "$TG" \
 		"$VDKIT" apply "$C/c1.vmdk" "$TG"
 	pcid=$(sed -n 's/^parentCID=//p' "$C/c1.vmdk")
