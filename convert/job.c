@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "apply.h"
 #include "job.h"
 #include "remote.h"
 
@@ -77,7 +78,7 @@ static int job_write(struct vdk_job *j, struct vdk_sink *sink, struct vdk_err *e
 	if (r)
 		return r;
 	struct vdk_convert_opts o = j->conv;
-	o.digest = o.digest || j->verify;
+	o.digest = o.digest || j->verify || j->warm;
 	r = vdk_convert(j->in, w, &o, &j->st, e);
 	if (!r)
 		r = vdk_writer_finalize(w, e);
@@ -101,9 +102,22 @@ static int job_open_sink(struct vdk_job *j, struct vdk_sink **out, struct vdk_er
 	return vdk_sink_open_target(j->dst, j->target, out, e);
 }
 
+/* --warm: the output must be a local file a delta can later be applied
+ * to, and the source a VMDK with a CID. */
+static int job_warm_precheck(struct vdk_job *j, struct vdk_err *e)
+{
+	if (j->sink || !j->dst || job_to_stdout(j) || vdk_is_uri(j->dst))
+		return vdk_err_set(e, VDK_E_USAGE, EINVAL, j->dst, NULL, VDK_NO_OFFSET,
+		                   "--warm needs a local output file (deltas are applied to it "
+		                   "in place later)");
+	return vdk_warm_precheck(j->in, j->fmt, j->dst, e);
+}
+
 static int job_run_open(struct vdk_job *j, struct vdk_err *e)
 {
 	int r = job_resolve_format(j, e);
+	if (!r && j->warm)
+		r = job_warm_precheck(j, e);
 	if (r)
 		return r;
 	if (j->verify && (j->sink || job_to_stdout(j)))
@@ -117,11 +131,12 @@ static int job_run_open(struct vdk_job *j, struct vdk_err *e)
 	r = job_open_sink(j, &sink, e);
 	if (!r)
 		r = job_write(j, sink, e);
-	if (!r && j->verify) {
+	if (!r && j->verify)
 		r = job_verify(j, j->in->size, e);
-		if (r) /* never leave a wrong output looking valid, extents too */
-			vdk_sink_withdraw(sink);
-	}
+	if (!r && j->warm)
+		r = vdk_warm_record_init(j->in, j->dst, j->fmt->name, j->st.digest, e);
+	if (r && sink) /* never leave a wrong output looking valid, extents too */
+		vdk_sink_withdraw(sink);
 	vdk_sink_close(sink); /* removes the temporary output unless committed */
 	return r;
 }

@@ -47,6 +47,9 @@ struct vdk_job {
 
 	struct vdk_convert_opts conv;
 	bool verify; /* re-read dst through its reader and compare digests */
+	/* convert --warm (apply.h): a VMDK source's identity is recorded in
+	 * dst.vdkit-warm once dst is committed, for vdkit apply. */
+	bool warm;
 	vdk_job_hook before_commit;
 	void *ctx; /* for the hook */
 

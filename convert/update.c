@@ -227,9 +227,11 @@ static int update_copy_extent(struct vdk_update *u, struct vdk_image *img, uint8
 int vdk_update_copy_own(struct vdk_update *u, struct vdk_image *img, vdk_update_progress progress,
                         void *ctx, struct vdk_err *e)
 {
-	if (img->size != u->size)
+	/* A target may be longer (VHD rounds its size up to a CHS geometry):
+	 * its tail is not the delta's to write. */
+	if (img->size > u->size)
 		return vdk_bad(e, img->src->name, img->fmt->name, VDK_NO_OFFSET,
-		               "virtual size %llu differs from %s's %llu",
+		               "virtual size %llu exceeds %s's %llu",
 		               (unsigned long long)img->size, u->path, (unsigned long long)u->size);
 	uint8_t *buf = malloc(UPDATE_CHUNK);
 	if (!buf)

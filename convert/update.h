@@ -71,8 +71,8 @@ int vdk_update_pwrite(struct vdk_update *u, const void *buf, size_t len, uint64_
 int vdk_update_sync(struct vdk_update *u, struct vdk_err *e);
 
 /* Copy what img itself stores (its own extents: DATA written, ZERO made
- * zero, HOLE — not in this image — skipped) into u. img and u must have the
- * same virtual size. progress may be NULL. */
+ * zero, HOLE — not in this image — skipped) into u. img may be shorter
+ * than u (a VHD's size rounded up), never longer. progress may be NULL. */
 typedef void (*vdk_update_progress)(void *ctx, uint64_t done, uint64_t total);
 int vdk_update_copy_own(struct vdk_update *u, struct vdk_image *img, vdk_update_progress progress,
                         void *ctx, struct vdk_err *e);

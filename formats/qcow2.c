@@ -464,4 +464,10 @@ const struct vdk_format vdk_format_qcow2 = {
     .wopts = qcow2_wopts,
     .resize = qcow2_resize,
     .set_backing = qcow2_set_backing,
+    .ustate_size = sizeof(struct qcow2_ustate),
+    .update_open = qcow2_update_open,
+    .update_write = qcow2_update_write,
+    .update_zero = qcow2_update_zero,
+    .update_flush = qcow2_update_flush,
+    .update_close = qcow2_update_close,
 };

@@ -183,7 +183,7 @@ struct qcow2_wstate {
 	unsigned ncctx;
 	int data_fd;
 	uint64_t data_dev, data_ino;
-	char *data_ref; /* the name stored in the image */
+	char *data_ref;    /* the name stored in the image */
 	int prealloc;      /* 0 off, 1 metadata, 2 falloc, 3 full */
 	char *backing;     /* backing_file (create only), NULL: none */
 	char *backing_fmt; /* backing_fmt header extension, NULL: none */
@@ -243,5 +243,49 @@ int qcow2_set_backing(const char *path, const char *backing, const char *backing
 /* qcow2_resize.c: the format's resize callback. */
 int qcow2_resize(const char *path, uint64_t size, bool shrink, struct vdk_opts *opts,
                  struct vdk_err *e);
+
+/* qcow2_update.c: the update half of the vtable (convert/update.h). */
+/* Tables held between flushes; past this a flush runs (bounded memory). */
+#define QCOW2_UPD_MAX_TABS  64u
+#define QCOW2_UPD_MAX_BYTES (64u << 20)
+#define QCOW2_UPD_SEC       512u
+
+/* A piece of metadata held in memory as it is on disk (big-endian), with
+ * one dirty byte per 512-byte sector so a flush writes only what changed. */
+struct qcow2_upd_tab {
+	uint64_t key;  /* L1 index (L2 tables) or refcount table index (blocks) */
+	uint64_t host; /* where it lives in the file */
+	uint8_t *raw;
+	uint8_t *dirty;
+	size_t len;
+	bool fresh; /* allocated by this update: written whole before use */
+};
+
+struct qcow2_upd_set {
+	struct qcow2_upd_tab *v;
+	size_t n, cap;
+};
+
+struct qcow2_ustate {
+	struct vdk_image *img; /* the reader: validated header, old content */
+	uint32_t cs, cbits, l2n, version;
+	unsigned rc_bytes; /* bytes per refcount entry */
+	uint64_t rb_entries;
+	struct qcow2_upd_tab l1, rt;
+	uint64_t rt_n;
+	uint64_t orig_end; /* file size at open, rounded to a cluster */
+	uint64_t end;      /* next free host offset */
+	struct qcow2_upd_set l2, rb;
+	uint64_t *drop; /* host clusters whose refcount falls once C is durable */
+	size_t ndrop, capdrop;
+	uint8_t *buf; /* one cluster, for read-modify-write */
+};
+
+int qcow2_update_open(struct vdk_update *u, struct vdk_err *e);
+int qcow2_update_write(struct vdk_update *u, const void *buf, size_t len, uint64_t off,
+                       struct vdk_err *e);
+int qcow2_update_zero(struct vdk_update *u, uint64_t off, uint64_t len, struct vdk_err *e);
+int qcow2_update_flush(struct vdk_update *u, struct vdk_err *e);
+void qcow2_update_close(struct vdk_update *u);
 
 #endif

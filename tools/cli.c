@@ -196,6 +196,7 @@ int cli_job_run(struct cli_job *j, struct vdk_convert_stats *st, struct vdk_err 
 	job.conv = j->conv;
 	job.conv.cancel = &cli_cancel;
 	job.verify = j->verify;
+	job.warm = j->warm;
 	job.target = &j->target;
 	job.conv.progress = cli_progress_cb; /* always: SIGUSR1 asks for it too */
 	job.conv.progress_ctx = &cp;

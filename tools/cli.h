@@ -34,6 +34,7 @@ struct cli_job {
 	struct vdk_open_opts open;
 	struct vdk_convert_opts conv;
 	bool verify;
+	bool warm;                     /* --warm: record SRC's identity beside DST */
 	bool in_place;                 /* --in-place: rewrite the source itself */
 	bool progress;                 /* -p: a bar on stderr */
 	bool progress_json;            /* --progress=json: JSON lines on stderr */
@@ -72,6 +73,7 @@ int cmd_resize(int argc, char **argv);  /* tools/cmd_resize.c */
 int cmd_measure(int argc, char **argv); /* tools/cmd_measure.c */
 int cmd_commit(int argc, char **argv);  /* tools/cmd_commit.c */
 int cmd_rebase(int argc, char **argv);  /* tools/cmd_commit.c */
+int cmd_apply(int argc, char **argv);   /* tools/cmd_apply.c */
 
 /* tools/cli_hint.c: for a file that probes as raw but is an OVA package or
  * a footer-only (fixed) VHD, the hint to print; NULL otherwise. */

@@ -8,7 +8,7 @@
 
 #include "cli.h"
 
-enum { CONVERT_OPT_TARGET_ZERO = 0x300 };
+enum { CONVERT_OPT_TARGET_ZERO = 0x300, CONVERT_OPT_WARM };
 
 static bool convert_opt_help; /* -o help */
 
@@ -18,15 +18,17 @@ static void convert_report(const struct cli_job *j, const struct vdk_convert_sta
 	if (j->progress_json) { /* the stream stays JSON to its end */
 		fprintf(stderr,
 		        "{\"result\": \"ok\", \"cloned\": %" PRIu64 ", \"offloaded\": %" PRIu64
-		        ", \"copied\": %" PRIu64 ", \"sparse\": %" PRIu64 ", \"verified\": %s}\n",
+		        ", \"copied\": %" PRIu64 ", \"sparse\": %" PRIu64
+		        ", \"verified\": %s, \"warm\": %s}\n",
 		        st->cloned, st->offloaded, st->copied, st->sparse,
-		        j->verify ? "true" : "false");
+		        j->verify ? "true" : "false", j->warm ? "true" : "false");
 		return;
 	}
-	fprintf(stderr, "%s: %s -> %s: %s cloned, %s offloaded, %s copied, %s left sparse%s\n",
+	fprintf(stderr, "%s: %s -> %s: %s cloned, %s offloaded, %s copied, %s left sparse%s%s\n",
 	        cli_prog, j->src, j->dst, cli_human(st->cloned, a, sizeof(a)),
 	        cli_human(st->offloaded, b, sizeof(b)), cli_human(st->copied, c, sizeof(c)),
-	        cli_human(st->sparse, d, sizeof(d)), j->verify ? ", verified" : "");
+	        cli_human(st->sparse, d, sizeof(d)), j->verify ? ", verified" : "",
+	        j->warm ? ", warm record written" : "");
 }
 
 /* -t/-T, qemu-img's cache modes: none and directsync write the output with
@@ -104,6 +106,9 @@ static int convert_opt(struct cli_job *j, int c, const char *arg, bool *quiet)
 	case CLI_OPT_IN_PLACE:
 		j->in_place = true;
 		return 0;
+	case CONVERT_OPT_WARM:
+		j->warm = true;
+		return 0;
 	}
 	int r = cli_job_opt(j, c, arg, quiet);
 	return r >= 0 ? r : cli_usage("convert: unknown option (see 'vdkit convert --help')");
@@ -116,8 +121,8 @@ static int convert_in_place(struct cli_job *j, int nargs, char **args)
 	struct vdk_err e = {0};
 	if (nargs < 1 || nargs > 2)
 		return cli_usage("convert --in-place needs FILE [NEW-NAME]");
-	if (j->verify)
-		return cli_usage("--in-place cannot be combined with --verify");
+	if (j->verify || j->warm)
+		return cli_usage("--in-place cannot be combined with --verify or --warm");
 	const char *final = nargs == 2 ? args[1] : args[0];
 	int r = vdk_convert_in_place(args[0], nargs == 2 ? args[1] : NULL, j->src_fmt, j->dst_fmt,
 	                             &j->opts, &e);
@@ -175,6 +180,7 @@ int cmd_convert(int argc, char **argv)
 	    {"threads", required_argument, NULL, CLI_OPT_THREADS},
 	    {"in-place", no_argument, NULL, CLI_OPT_IN_PLACE},
 	    {"target-is-zero", no_argument, NULL, CONVERT_OPT_TARGET_ZERO},
+	    {"warm", no_argument, NULL, CONVERT_OPT_WARM},
 	    {"force-share", no_argument, NULL, 'U'},
 	    CLI_OPEN_LONGOPTS,
 	    {NULL, 0, NULL, 0},

@@ -18,7 +18,7 @@ struct help_verb {
 	"  --allow-dir DIR        let extents/backing files come from DIR (repeatable)\n"          \
 	"  --allow-any-path       let extents/backing files come from anywhere\n"                  \
 	"  --force                open despite a parent CID mismatch\n"                            \
-	"  --backing-format FMT   format of the backing file\n"                                   \
+	"  --backing-format FMT   format of the backing file\n"                                    \
 	"  --timeout SECONDS      a remote server (nbd://, nfs://) may stall this long (60)\n"
 
 static const struct help_verb help_verbs[] = {
@@ -36,7 +36,7 @@ static const struct help_verb help_verbs[] = {
     {"convert",
      "convert [-f FMT] [-O FMT] [-o OPTS] [-c] [-p] [--progress=json] [-q] [-S SIZE]\n"
      "[-t CACHE] [-T CACHE] [-W] [-m N] [-U] [-n] [--target-is-zero]\n"
-     "[--clone=auto|always|never] [--verify] [--threads N] SRC DST\n"
+     "[--clone=auto|always|never] [--verify] [--warm] [--threads N] SRC DST\n"
      "convert --in-place -f raw -O vpc -o azure=on FILE [NEW-NAME]",
      "Convert SRC to DST (a file, a block device or - for stdout).",
      "  -f FMT                 source format (probed when absent)\n"
@@ -57,9 +57,23 @@ static const struct help_verb help_verbs[] = {
      "  --target-is-zero       DST already reads as zeroes: skip zero ranges\n"
      "  --clone=auto|always|never  share blocks with the source (default auto)\n"
      "  --verify               re-read DST and compare its content digest\n"
+     "  --warm                 record SRC's identity (VMDK CID, content digest) in\n"
+     "                         DST.vdkit-warm, so snapshot deltas can be applied to DST\n"
      "  --threads N            worker threads (default: one per CPU, at most 8;\n"
      "                         an NBD source: up to 32)\n"
      "  --in-place             turn the raw FILE itself into an Azure fixed VHD\n" HELP_OPEN},
+    {"apply",
+     "apply [-f FMT] [-F TARGET_FMT] [--force] [-p|--progress] [--output=json|human] [-q]\n"
+     "[--allow-dir DIR] [--allow-any-path] DELTA TARGET",
+     "Write a VMware snapshot delta into TARGET in place (warm migration).",
+     "  -f FMT                 delta format (probed when absent; a VMDK delta)\n"
+     "  -F TARGET_FMT          TARGET's format (default: the one its warm record names)\n"
+     "  --force                accept a TARGET whose size or mtime changed since its record\n"
+     "  -p, --progress         progress as (NN.NN/100%) on stdout\n"
+     "  --output=json|human    summary format (default human)\n"
+     "  -q                     quiet: no summary\n"
+     "  --allow-dir DIR        let the delta's extent files come from DIR (repeatable)\n"
+     "  --allow-any-path       let the delta's extent files come from anywhere\n"},
     {"create", "create [-f FMT] [-o OPTS] [-b BACKING -F BFMT] [-q] FILE SIZE",
      "Create an empty image of SIZE bytes (suffixes k, M, G, T, P).",
      "  -f FMT                 format: raw (default), qcow2, vmdk, vhdx, vpc\n"

@@ -12,6 +12,7 @@ static const struct {
     {"compare", cmd_compare}, {"map", cmd_map},       {"ova", cmd_ova},
     {"create", cmd_create},   {"resize", cmd_resize}, {"measure", cmd_measure},
     {"commit", cmd_commit},   {"rebase", cmd_rebase},
+    {"apply", cmd_apply},
 };
 
 int main(int argc, char **argv)
