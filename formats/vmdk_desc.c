@@ -330,6 +330,29 @@ static int vmdk_parse_line(struct vmdk_pctx *c, const struct vmdk_line *l)
 	return vmdk_pbad(c, l, "neither a key = value pair nor an extent");
 }
 
+/* Embedded descriptors are padded with NULs to whole sectors; text after a
+ * NUL would be silently dropped, so it is refused — except the remnant qemu
+ * leaves: it rewrites the CID without zero padding (CID=e271c1), so a
+ * shorter descriptor ends early and up to 7 bytes of the old one's last
+ * line ("\"\n", "ic\"\n") stay right after the NUL. Returns the offset of
+ * the first byte refused, or len when the rest is padding or that remnant. */
+static size_t vmdk_desc_after_nul(const char *text, size_t at, size_t len)
+{
+	size_t i = at + 1, run = 0;
+	while (i < len && text[i] && text[i] != '=' && run < 8) {
+		if (text[i] == '\n' && i + 1 < len && text[i + 1])
+			break;
+		i++;
+		run++;
+	}
+	if (run == 8)
+		return at + 1;
+	for (; i < len; i++)
+		if (text[i])
+			return i;
+	return len;
+}
+
 int vmdk_desc_parse(const char *text, size_t len, const char *file, uint64_t base_off,
                     struct vmdk_desc *d, struct vdk_err *e)
 {
@@ -340,15 +363,13 @@ int vmdk_desc_parse(const char *text, size_t len, const char *file, uint64_t bas
 		               VMDK_DESC_MAX);
 	const char *nul = memchr(text, 0, len);
 	if (nul) {
-		/* Embedded descriptors are padded with NULs to whole sectors; text
-		 * after a NUL would be silently dropped, so it is refused. */
 		size_t at = (size_t)(nul - text);
-		for (size_t i = at; i < len; i++)
-			if (text[i])
-				return vdk_bad(e, file, "vmdk", base_off + at,
-				               "descriptor has a NUL byte followed by more text "
-				               "(at descriptor offset %zu)",
-				               i);
+		size_t bad = vmdk_desc_after_nul(text, at, len);
+		if (bad != len)
+			return vdk_bad(e, file, "vmdk", base_off + at,
+			               "descriptor has a NUL byte followed by more text "
+			               "(at descriptor offset %zu)",
+			               bad);
 		len = at;
 	}
 	size_t pos = 0;
