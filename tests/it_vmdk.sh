@@ -241,4 +241,21 @@ if [ -d "$S" ]; then
 else
 	skip "shared testdata not found"
 fi
+# qemu rewrites a CID unpadded: a shorter descriptor leaves a few bytes of
+# the old last line after its NUL. That remnant is accepted (qemu-img reads
+# it); a real line after the NUL is still refused.
+truncate -s 1M "$T/nul.raw"
+qemu-img convert -f raw -O vmdk "$T/nul.raw" "$T/nul.vmdk"
+nul_at() { python3 -c 'import sys; d=open(sys.argv[1],"rb").read(); print(d.index(b"\0", 512))' "$1"; }
+cp "$T/nul.vmdk" "$T/rem.vmdk"
+printf 'ic"\n' | dd of="$T/rem.vmdk" bs=1 seek=$(( $(nul_at "$T/rem.vmdk") + 1 )) conv=notrunc 2>/dev/null
+qemu-img info "$T/rem.vmdk" >/dev/null 2>&1 && "$VDKIT" info "$T/rem.vmdk" >/dev/null 2>"$T/err" &&
+	pass "descriptor with qemu's CID-rewrite remnant after the NUL is read, as by qemu-img" ||
+	fail "remnant after NUL: $(cat "$T/err")"
+cp "$T/nul.vmdk" "$T/hid.vmdk"
+printf 'RW 2048 FLAT "other.raw" 0\n' | dd of="$T/hid.vmdk" bs=1 seek=$(( $(nul_at "$T/hid.vmdk") + 1 )) conv=notrunc 2>/dev/null
+"$VDKIT" info "$T/hid.vmdk" >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "NUL byte followed by more text" "$T/err" &&
+	pass "a descriptor line hidden after a NUL is refused (exit 1)" || fail "hidden line: exit $rc: $(cat "$T/err")"
+
 finish
