@@ -351,20 +351,6 @@ static int vmdk_open(struct vdk_image *img, struct vdk_err *e)
 	return 0;
 }
 
-/* Index of the extent holding virtual byte off (extents are sorted). */
-static size_t vmdk_find(const struct vmdk_state *st, uint64_t off)
-{
-	size_t lo = 0, hi = st->n_ext;
-	while (hi - lo > 1) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (st->ext[mid].start <= off)
-			lo = mid;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
 static int vmdk_map_flat(const struct vmdk_ext *x, uint64_t off, uint64_t rel, uint64_t *n,
                          struct vdk_extents *out)
 {

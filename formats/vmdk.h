@@ -355,4 +355,18 @@ void vmdk_update_close(struct vdk_update *u);
 int vmdk_set_backing(const char *path, const char *backing, const char *backing_fmt,
                      struct vdk_err *e);
 
+/* Index of the extent holding virtual byte off (extents are sorted). */
+static inline size_t vmdk_find(const struct vmdk_state *st, uint64_t off)
+{
+	size_t lo = 0, hi = st->n_ext;
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (st->ext[mid].start <= off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 #endif

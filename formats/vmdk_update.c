@@ -348,26 +348,13 @@ static int vmdk_upd_flat(struct vdk_update *u, size_t i, uint64_t rel, const voi
 	return 0;
 }
 
-static size_t vmdk_upd_find(const struct vmdk_state *st, uint64_t off)
-{
-	size_t lo = 0, hi = st->n_ext;
-	while (hi - lo > 1) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (st->ext[mid].start <= off)
-			lo = mid;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
 static int vmdk_upd_range(struct vdk_update *u, const uint8_t *data, uint64_t len, uint64_t off,
                           struct vdk_err *e)
 {
 	struct vmdk_upd *s = u->state;
 	const struct vmdk_state *st = s->img->state;
 	int r = vmdk_upd_cid(u, e);
-	size_t i = vmdk_upd_find(st, off);
+	size_t i = vmdk_find(st, off);
 	while (!r && len) {
 		const struct vmdk_ext *x = &st->ext[i];
 		if (off >= x->start + x->len) {
