@@ -145,7 +145,7 @@ TSAN := -fsanitize=thread -fno-omit-frame-pointer
 obj-tsan/%.o: %.c | deps
 	@mkdir -p $(dir $@)
 	@echo "  CC-TSAN $<"
-	@$(FUZZ_CC) $(filter-out -MMD -MP,$(ALL_CFLAGS)) -O1 $(TSAN) -c $< -o $@
+	@$(FUZZ_CC) $(ALL_CFLAGS) -O1 $(TSAN) -c $< -o $@
 bin/tsan/%: tests/%.c $(TSAN_OBJ)
 	@mkdir -p bin/tsan
 	@echo "  LD-TSAN $@"
@@ -156,7 +156,7 @@ FUZZ_CC ?= clang
 FUZZ_FLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
 obj-fuzz/%.o: %.c | deps
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(filter-out -MMD -MP,$(ALL_CFLAGS)) -O1 $(FUZZ_FLAGS) -c $< -o $@
+	$(FUZZ_CC) $(ALL_CFLAGS) -O1 $(FUZZ_FLAGS) -c $< -o $@
 fuzz/bin/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJ)
 	@mkdir -p fuzz/bin
 	$(FUZZ_CC) $(filter-out -MMD -MP,$(ALL_CFLAGS)) -O1 -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
@@ -198,7 +198,7 @@ format:
 clean:
 	rm -rf bin obj obj-asan obj-tsan obj-fuzz fuzz/bin
 
--include $(shell find obj obj-asan -name '*.d' 2>/dev/null)
+-include $(shell find obj obj-asan obj-tsan obj-fuzz -name '*.d' 2>/dev/null)
 
 # Keep objects: make would otherwise delete the ASan ones as intermediates.
 .SECONDARY:

@@ -88,8 +88,7 @@ int vdk_sink_clone(struct vdk_sink *k, uint64_t off, uint64_t len, int src_fd, u
 				if (r)
 					return r;
 			}
-			if (off + len > k->pos)
-				k->pos = off + len;
+			vdk_sink_advance(k, off + len);
 			return VDK_CLONED;
 		}
 		if (!clone_unsupported(-r))
@@ -110,8 +109,7 @@ int vdk_sink_clone(struct vdk_sink *k, uint64_t off, uint64_t len, int src_fd, u
 		return -EOPNOTSUPP;
 	int r = clone_cfr(k->fd, dst, src_fd, src_off, len, k, e);
 	if (r == 0) {
-		if (off + len > k->pos)
-			k->pos = off + len;
+		vdk_sink_advance(k, off + len);
 		return VDK_OFFLOADED;
 	}
 	return r;

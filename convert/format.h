@@ -121,6 +121,9 @@ enum {
 	 * format has encode; create clears it when this output needs no
 	 * transform, e.g. an uncompressed qcow2, so bytes are not copied). */
 	VDK_WCAP_ENCODE = 1u << 3,
+	/* write() may run on worker threads at once, for disjoint ranges in
+	 * any order (a raw file: the offsets are the disk's own). */
+	VDK_WCAP_PARALLEL = 1u << 4,
 };
 
 /* Encoded output of a worker-thread transform (a deflated grain run...). */

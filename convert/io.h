@@ -5,6 +5,7 @@
 #ifndef VDK_IO_H
 #define VDK_IO_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -131,7 +132,11 @@ struct vdk_sink_ops {
 enum {
 	VDK_SINK_SEQUENTIAL = 1u << 0, /* offsets must only grow (pipe, tar) */
 	VDK_SINK_ZEROED = 1u << 1,     /* unwritten ranges read as zero */
+	/* pwrite may run on several threads at once for disjoint ranges */
+	VDK_SINK_CONCURRENT = 1u << 2,
 };
+/* Raise k->pos to end if it is below (safe from any thread). */
+void vdk_sink_advance(struct vdk_sink *k, uint64_t end);
 
 struct vdk_sink {
 	const struct vdk_sink_ops *ops;
@@ -140,8 +145,10 @@ struct vdk_sink {
 	int fd; /* >= 0 when bytes land verbatim in fd at fd_off + offset */
 	uint64_t fd_off;
 	uint32_t blksize; /* filesystem block size: clone alignment */
-	uint64_t pos;     /* sequential sinks: bytes written so far */
-	uint64_t limit;   /* > 0: the output cannot grow past this (a device) */
+	/* Bytes written so far (sequential sinks); atomic because a
+	 * VDK_SINK_CONCURRENT sink is written by several threads at once. */
+	_Atomic uint64_t pos;
+	uint64_t limit; /* > 0: the output cannot grow past this (a device) */
 	bool committed;
 	void *priv;
 };

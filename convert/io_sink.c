@@ -1,6 +1,7 @@
 /* Sinks: new files under a temporary name (renamed into place on commit,
  * removed otherwise), streams (stdout, pipes) and memory. */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
@@ -46,9 +47,16 @@ int vdk_sink_pwrite(struct vdk_sink *k, const void *buf, size_t len, uint64_t of
 		                   "write past the end of the output (%llu bytes)",
 		                   (unsigned long long)k->limit);
 	int r = k->ops->pwrite(k, buf, len, off, e);
-	if (r == 0 && off + len > k->pos)
-		k->pos = off + len;
+	if (r == 0)
+		vdk_sink_advance(k, off + len);
 	return r;
+}
+
+void vdk_sink_advance(struct vdk_sink *k, uint64_t end)
+{
+	uint64_t cur = atomic_load(&k->pos);
+	while (end > cur && !atomic_compare_exchange_weak(&k->pos, &cur, end))
+		;
 }
 
 int vdk_sink_write(struct vdk_sink *k, const void *buf, size_t len, struct vdk_err *e)
@@ -76,8 +84,8 @@ int vdk_sink_zero(struct vdk_sink *k, uint64_t off, uint64_t len, struct vdk_err
 	if (!(k->flags & VDK_SINK_SEQUENTIAL) && k->ops->punch) {
 		int r = k->ops->punch(k, off, len, e);
 		if (r != -EOPNOTSUPP) {
-			if (r == 0 && off + len > k->pos)
-				k->pos = off + len;
+			if (r == 0)
+				vdk_sink_advance(k, off + len);
 			return r;
 		}
 	}
@@ -150,10 +158,11 @@ void vdk_sink_close(struct vdk_sink *k)
 #define SINK_DIRECT_ALIGN 4096u
 
 struct sink_file {
-	uint64_t dirty;        /* bytes written since the last write-back kick */
-	uint64_t wb_lo, wb_hi; /* the range those bytes lie in */
-	struct vdk_tmp tmp;    /* a new output until commit puts it in place */
-	bool pending;          /* tmp not yet published or discarded */
+	pthread_mutex_t wb_lock; /* concurrent pwrites share the kick state */
+	uint64_t dirty;          /* bytes written since the last write-back kick */
+	uint64_t wb_lo, wb_hi;   /* the range those bytes lie in */
+	struct vdk_tmp tmp;      /* a new output until commit puts it in place */
+	bool pending;            /* tmp not yet published or discarded */
 	struct vdk_sink **related;
 	size_t nrelated;
 	bool in_place; /* a device or -n: no temporary, nothing to undo */
@@ -205,15 +214,20 @@ static int file_sink_direct(struct vdk_sink *k, const uint8_t *buf, size_t len, 
  * once it holds SINK_WRITEBACK bytes (asynchronous: never waits for it). */
 static void file_sink_kick(struct sink_file *f, int fd, uint64_t off, size_t len)
 {
+	pthread_mutex_lock(&f->wb_lock);
 	f->wb_lo = VDK_MIN(f->wb_lo, off);
 	f->wb_hi = VDK_MAX(f->wb_hi, off + len);
 	f->dirty += len;
-	if (f->dirty < SINK_WRITEBACK)
-		return;
-	sync_file_range(fd, (off_t)f->wb_lo, (off_t)(f->wb_hi - f->wb_lo), SYNC_FILE_RANGE_WRITE);
-	f->dirty = 0;
-	f->wb_lo = UINT64_MAX;
-	f->wb_hi = 0;
+	uint64_t lo = f->wb_lo, hi = f->wb_hi;
+	bool kick = f->dirty >= SINK_WRITEBACK;
+	if (kick) {
+		f->dirty = 0;
+		f->wb_lo = UINT64_MAX;
+		f->wb_hi = 0;
+	}
+	pthread_mutex_unlock(&f->wb_lock);
+	if (kick)
+		sync_file_range(fd, (off_t)lo, (off_t)(hi - lo), SYNC_FILE_RANGE_WRITE);
 }
 
 static int file_sink_pwrite(struct vdk_sink *k, const void *buf, size_t len, uint64_t off,
@@ -360,6 +374,7 @@ static void file_sink_close(struct vdk_sink *k)
 	if (f->dfd >= 0)
 		close(f->dfd);
 	free(f->bounce);
+	pthread_mutex_destroy(&f->wb_lock);
 	free(f);
 }
 
@@ -384,6 +399,10 @@ static int file_sink_wrap(const char *name, int fd, struct vdk_tmp *tmp, struct 
 {
 	struct vdk_sink *k = vdk_sink_alloc(&file_sink_ops, name);
 	struct sink_file *f = calloc(1, sizeof(*f));
+	if (f && pthread_mutex_init(&f->wb_lock, NULL)) {
+		free(f);
+		f = NULL;
+	}
 	if (!k || !f) {
 		if (tmp)
 			vdk_tmp_discard(tmp);
@@ -403,6 +422,9 @@ static int file_sink_wrap(const char *name, int fd, struct vdk_tmp *tmp, struct 
 	f->wb_lo = UINT64_MAX;
 	k->priv = f;
 	k->fd = fd;
+	/* pwrite(2) at disjoint offsets needs no ordering; only the O_DIRECT
+	 * bounce buffer (-t none) is single-threaded. */
+	k->flags |= VDK_SINK_CONCURRENT;
 	struct statfs sfs;
 	if (fstatfs(fd, &sfs) == 0 && sfs.f_bsize >= 512 && sfs.f_bsize <= (1 << 20))
 		k->blksize = (uint32_t)sfs.f_bsize;
@@ -418,6 +440,7 @@ static int file_sink_open_direct(struct vdk_sink *k, struct vdk_err *e)
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", k->fd);
 	f->dfd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+	k->flags &= ~(unsigned)VDK_SINK_CONCURRENT;
 	if (f->dfd < 0)
 		return vdk_ioerr(e, errno, k->name, "cannot open for O_DIRECT (-t none): %s",
 		                 strerror(errno));

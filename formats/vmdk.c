@@ -317,6 +317,9 @@ static int vmdk_open(struct vdk_image *img, struct vdk_err *e)
 {
 	struct vmdk_state *st = img->state;
 	uint8_t m[8] = {0};
+	if (pthread_mutex_init(&st->rlock, NULL))
+		return vmdk_oom(img, e);
+	st->rlock_ok = true;
 	if (img->src->size != VDK_SIZE_UNKNOWN && img->src->size < 4)
 		return vdk_bad(e, img->src->name, "vmdk", 0, "file too small to be a VMDK");
 	size_t got = 0;
@@ -452,10 +455,29 @@ static uint64_t vmdk_run(const struct vmdk_sparse *sp, uint32_t gte, uint64_t re
 	return got;
 }
 
+/* File offset of the last compressed grain of [rel, rel+n) when the
+ * grains lie in the file in the disk's order, as stream producers write
+ * them; 0 (no read-ahead) when they do not. */
+static uint64_t vmdk_ahead(const struct vmdk_sparse *sp, uint64_t rel, uint64_t n)
+{
+	uint32_t prev = 0;
+	uint64_t end = VDK_MIN(rel + n, sp->capacity);
+	for (uint64_t g = rel - rel % sp->grain; g < end; g += sp->grain) {
+		uint32_t gte = vmdk_sparse_gte(sp, g);
+		if (gte <= VMDK_GTE_ZEROED)
+			continue;
+		if (gte <= prev)
+			return 0;
+		prev = gte;
+	}
+	return (uint64_t)prev * VMDK_SECTOR;
+}
+
 static int vmdk_read_sparse(const struct vmdk_ext *x, uint8_t *buf, uint64_t rel, uint64_t n,
                             struct vmdk_rctx *c, struct vdk_err *e)
 {
 	const struct vmdk_sparse *sp = &x->sp;
+	c->ahead = sp->compressed && sp->markers ? vmdk_ahead(sp, rel, n) : 0;
 	while (n) {
 		if (rel >= sp->capacity) {
 			memset(buf, 0, n);
@@ -520,10 +542,41 @@ static int vmdk_read_ext(const struct vmdk_ext *x, uint8_t *buf, uint64_t rel, u
 	return have ? vdk_src_pread(x->src, buf, have, at, e) : 0;
 }
 
+/* Read contexts: a small pool shared by the worker threads, so the
+ * inflater and buffers are not allocated again for every request. */
+static struct vmdk_rctx *vmdk_rctx_get(struct vmdk_state *st)
+{
+	struct vmdk_rctx *c = NULL;
+	pthread_mutex_lock(&st->rlock);
+	if (st->n_rpool)
+		c = st->rpool[--st->n_rpool];
+	pthread_mutex_unlock(&st->rlock);
+	if (!c)
+		return calloc(1, sizeof(*c));
+	c->wsrc = NULL; /* file bytes are never reused from an earlier request */
+	return c;
+}
+
+static void vmdk_rctx_put(struct vmdk_state *st, struct vmdk_rctx *c)
+{
+	pthread_mutex_lock(&st->rlock);
+	if (st->n_rpool < VMDK_RCTX_POOL) {
+		st->rpool[st->n_rpool++] = c;
+		c = NULL;
+	}
+	pthread_mutex_unlock(&st->rlock);
+	if (c) {
+		vmdk_rctx_free(c);
+		free(c);
+	}
+}
+
 static int vmdk_pread(struct vdk_image *img, void *buf, size_t len, uint64_t off, struct vdk_err *e)
 {
 	struct vmdk_state *st = img->state;
-	struct vmdk_rctx c = {0};
+	struct vmdk_rctx *c = vmdk_rctx_get(st);
+	if (!c)
+		return vmdk_oom(img, e);
 	uint8_t *p = buf;
 	size_t i = vmdk_find(st, off);
 	int r = 0;
@@ -539,12 +592,12 @@ static int vmdk_pread(struct vdk_image *img, void *buf, size_t len, uint64_t off
 			continue;
 		}
 		uint64_t n = VDK_MIN((uint64_t)len, x->start + x->len - off);
-		r = vmdk_read_ext(x, p, off - x->start, n, &c, e);
+		r = vmdk_read_ext(x, p, off - x->start, n, c, e);
 		p += n;
 		off += n;
 		len -= n;
 	}
-	vmdk_rctx_free(&c);
+	vmdk_rctx_put(st, c);
 	return r;
 }
 
@@ -637,6 +690,12 @@ static void vmdk_close(struct vdk_image *img)
 	}
 	free(st->ext);
 	vmdk_desc_free(&st->desc);
+	for (unsigned i = 0; i < st->n_rpool; i++) {
+		vmdk_rctx_free(st->rpool[i]);
+		free(st->rpool[i]);
+	}
+	if (st->rlock_ok)
+		pthread_mutex_destroy(&st->rlock);
 	memset(st, 0, sizeof(*st));
 }
 

@@ -5,6 +5,7 @@
 #ifndef VDK_VMDK_H
 #define VDK_VMDK_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -159,12 +160,22 @@ uint32_t vmdk_sparse_gte(const struct vmdk_sparse *sp, uint64_t off);
  * whole grain table span when that table is absent. */
 uint64_t vmdk_sparse_span(const struct vmdk_sparse *sp, uint64_t off);
 /* Per-call scratch for compressed grains (one per pread call: thread-safe). */
+/* A worker's read context, reused from a pool (vmdk.c) across reads.
+ * cbuf holds the bytes [woff, woff + wlen) of the file wsrc: the grains of
+ * one request that follow each other in the file (how every stream
+ * producer lays them out) come from a single read up to `ahead`. */
 struct vmdk_rctx {
 	struct vdk_inflater *dec;
 	uint8_t *cbuf, *ubuf;
 	size_t ccap, ucap;
 	size_t guess; /* deflate size to read with the next grain marker */
+	const struct vdk_src *wsrc;
+	uint64_t woff, ahead;
+	size_t wlen;
 };
+/* Read-ahead bound per request, beyond the two grains one marker needs. */
+#define VMDK_RCTX_WINDOW (512u << 10)
+#define VMDK_RCTX_POOL   8u
 void vmdk_rctx_free(struct vmdk_rctx *c);
 /* Read [off, off+len) inside one allocated grain whose entry is gte. */
 int vmdk_sparse_read(struct vdk_src *src, const struct vmdk_sparse *sp, uint32_t gte, void *buf,
@@ -225,6 +236,10 @@ struct vmdk_state {
 	const char *create_type;
 	struct vmdk_ext *ext;
 	size_t n_ext;
+	pthread_mutex_t rlock; /* guards rpool (reads run on worker threads) */
+	bool rlock_ok;
+	struct vmdk_rctx *rpool[VMDK_RCTX_POOL];
+	unsigned n_rpool;
 };
 
 extern const struct vdk_format vdk_format_vmdk;

@@ -328,6 +328,7 @@ static int vmdk_rctx_ready(struct vmdk_rctx *c, size_t ccap, size_t ucap)
 	if (c->ccap < ccap) {
 		free(c->cbuf);
 		c->ccap = 0;
+		c->wsrc = NULL;
 		if (!(c->cbuf = malloc(ccap)))
 			return -ENOMEM;
 		c->ccap = ccap;
@@ -342,12 +343,32 @@ static int vmdk_rctx_ready(struct vmdk_rctx *c, size_t ccap, size_t ucap)
 	return 0;
 }
 
-/* Read a compressed grain into c->cbuf: its deflate data starts at
- * *data there and is *n bytes long. With markers, the marker, the data and
- * the padding to the next sector come in one read when the size guessed
- * from the last grain covers them: half the system calls, and a source
- * that hashes what passes (ova unpack) sees each worker's grains as one
- * contiguous run. */
+static bool vmdk_win_has(const struct vmdk_rctx *c, const struct vdk_src *src, uint64_t at,
+                         size_t n)
+{
+	return c->wsrc == src && at >= c->woff && at - c->woff <= c->wlen &&
+	       n <= c->wlen - (at - c->woff);
+}
+
+static int vmdk_win_read(struct vdk_src *src, struct vmdk_rctx *c, uint64_t at, size_t n,
+                         struct vdk_err *e)
+{
+	c->wsrc = NULL;
+	int r = vdk_src_pread(src, c->cbuf, n, at, e);
+	if (r == 0) {
+		c->wsrc = src;
+		c->woff = at;
+		c->wlen = n;
+	}
+	return r;
+}
+
+/* Read a compressed grain: its deflate data is *n bytes at c->cbuf +
+ * *data. With markers, the marker, the data and the padding to the next
+ * sector come in one read sized from the last grain, extended to the
+ * request's last grain (c->ahead) when the grains follow each other: one
+ * system call per request instead of per grain, and a source that hashes
+ * what passes (ova unpack) sees each worker's grains as one contiguous run. */
 static int vmdk_grain_fetch(struct vdk_src *src, const struct vmdk_sparse *sp, uint64_t at,
                             struct vmdk_rctx *c, size_t *data, size_t *n, struct vdk_err *e)
 {
@@ -359,27 +380,33 @@ static int vmdk_grain_fetch(struct vdk_src *src, const struct vmdk_sparse *sp, u
 	if (!sp->markers) {
 		*data = 0;
 		*n = (size_t)VDK_MIN(max, avail);
-		return vdk_src_pread(src, c->cbuf, *n, at, e);
+		return vmdk_win_read(src, c, at, *n, e);
 	}
-	size_t guess = c->guess ? c->guess : (size_t)sp->grain / 4;
-	size_t got =
-	    (size_t)VDK_MIN(vdk_round_up(VMDK_GRAIN_MARKER_LEN + guess, VMDK_SECTOR), avail);
-	if (got < VMDK_GRAIN_MARKER_LEN)
-		return vmdk_sbad(src, e, at, "grain marker cut off by the end of the file");
-	int r = vdk_src_pread(src, c->cbuf, got, at, e);
-	if (r < 0)
-		return r;
-	uint32_t sz = vdk_le32(c->cbuf + 8);
+	if (!vmdk_win_has(c, src, at, VMDK_GRAIN_MARKER_LEN)) {
+		uint64_t want = VMDK_GRAIN_MARKER_LEN + (c->guess ? c->guess : sp->grain / 4);
+		if (c->ahead > at)
+			want += VDK_MIN(c->ahead - at, (uint64_t)VMDK_RCTX_WINDOW);
+		want = VDK_MIN(vdk_round_up(want, VMDK_SECTOR), avail);
+		if (want < VMDK_GRAIN_MARKER_LEN)
+			return vmdk_sbad(src, e, at, "grain marker cut off by the end of the file");
+		int r = vmdk_win_read(src, c, at, (size_t)want, e);
+		if (r < 0)
+			return r;
+	}
+	size_t in = (size_t)(at - c->woff);
+	uint32_t sz = vdk_le32(c->cbuf + in + 8);
 	if (sz == 0 || sz > max || !vdk_range_ok(at + VMDK_GRAIN_MARKER_LEN, sz, src->size))
 		return vmdk_sbad(src, e, at, "bad grain marker size");
 	size_t need = VMDK_GRAIN_MARKER_LEN + sz;
-	if (need > got) {
-		size_t end = (size_t)VDK_MIN(vdk_round_up(need, VMDK_SECTOR), avail);
-		if ((r = vdk_src_pread(src, c->cbuf + got, end - got, at + got, e)) < 0)
+	if (!vmdk_win_has(c, src, at, need)) {
+		int r = vmdk_win_read(src, c, at,
+		                      (size_t)VDK_MIN(vdk_round_up(need, VMDK_SECTOR), avail), e);
+		if (r < 0)
 			return r;
+		in = 0;
 	}
-	c->guess = sz + sz / 4;
-	*data = VMDK_GRAIN_MARKER_LEN;
+	c->guess = (size_t)VDK_MIN((uint64_t)sz + sz / 4, max);
+	*data = in + VMDK_GRAIN_MARKER_LEN;
 	*n = sz;
 	return 0;
 }
@@ -391,8 +418,10 @@ int vmdk_sparse_read(struct vdk_src *src, const struct vmdk_sparse *sp, uint32_t
 	if (!sp->compressed)
 		return vdk_src_pread(src, buf, len, at + in, e);
 	size_t data = 0, n = 0, got = 0;
-	/* Room for the marker, two grains of deflate data and the padding. */
-	size_t ccap = 2 * (size_t)sp->grain + VMDK_GRAIN_MARKER_LEN + VMDK_SECTOR;
+	/* Room for the read-ahead, the marker, two grains of deflate data and
+	 * the padding. */
+	size_t ccap =
+	    VMDK_RCTX_WINDOW + 2 * (size_t)sp->grain + VMDK_GRAIN_MARKER_LEN + 2 * VMDK_SECTOR;
 	if (vmdk_rctx_ready(c, ccap, sp->grain) < 0)
 		return vdk_err_set(e, VDK_E_IO, ENOMEM, src->name, "vmdk", VDK_NO_OFFSET,
 		                   "out of memory");
