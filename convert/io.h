@@ -5,6 +5,7 @@
 #ifndef VDK_IO_H
 #define VDK_IO_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -54,6 +55,13 @@ struct vdk_src {
 	dev_t dev;    /* identity of the underlying file, to refuse chain loops */
 	ino_t ino;
 	int64_t mtime_ns; /* at open: a file still being written is refused */
+	/* The last data run and hole lseek found, [a, b) (a == b: none).
+	 * SEEK_HOLE costs what lies between the offset and the hole (tmpfs
+	 * walks the page cache, XFS the extent list), so each worker asking
+	 * about its piece of one long run must not pay for the whole run:
+	 * that made a dense 2 GiB file on tmpfs take 27 s of system time. */
+	pthread_mutex_t seek_lock;
+	uint64_t seek_data[2], seek_hole[2];
 	void *priv;
 };
 
@@ -99,7 +107,7 @@ void vdk_src_restat(struct vdk_src *s);
  * *hole the first hole after it. Sources with a block_status op answer it
  * themselves. When the source is not a file or its filesystem cannot tell,
  * all of it is data (*data = off, *hole = end). */
-void vdk_src_next_data(const struct vdk_src *s, uint64_t off, uint64_t end, uint64_t *data,
+void vdk_src_next_data(struct vdk_src *s, uint64_t off, uint64_t end, uint64_t *data,
                        uint64_t *hole);
 
 /* Helper for implementations: allocate a source with its name. */

@@ -27,6 +27,11 @@ struct vdk_src *vdk_src_alloc(const struct vdk_src_ops *ops, const char *name)
 		free(s);
 		return NULL;
 	}
+	if (pthread_mutex_init(&s->seek_lock, NULL)) {
+		free(s->name);
+		free(s);
+		return NULL;
+	}
 	s->ops = ops;
 	s->fd = -1;
 	return s;
@@ -34,6 +39,7 @@ struct vdk_src *vdk_src_alloc(const struct vdk_src_ops *ops, const char *name)
 
 static void src_free(struct vdk_src *s)
 {
+	pthread_mutex_destroy(&s->seek_lock);
 	free(s->name);
 	free(s);
 }
@@ -541,7 +547,42 @@ int vdk_src_open_stream(int fd, const char *name, struct vdk_src **out, struct v
 	return 0;
 }
 
-void vdk_src_next_data(const struct vdk_src *s, uint64_t off, uint64_t end, uint64_t *data,
+/* What the last lookups found about off: true when [off, ...) lies in a
+ * remembered run (*data, *hole set, clipped to end). */
+static bool src_seek_known(struct vdk_src *s, uint64_t off, uint64_t end, uint64_t *data,
+                           uint64_t *hole)
+{
+	pthread_mutex_lock(&s->seek_lock);
+	uint64_t d0 = s->seek_data[0], d1 = s->seek_data[1];
+	uint64_t h0 = s->seek_hole[0], h1 = s->seek_hole[1];
+	pthread_mutex_unlock(&s->seek_lock);
+	if (off >= h0 && off < h1) {
+		if (h1 >= end) {
+			*data = *hole = end;
+			return true;
+		}
+		if (h1 != d0 || d1 <= d0) /* the data after the hole is not known */
+			return false;
+		off = h1;
+	}
+	if (off < d0 || off >= d1)
+		return false;
+	*data = VDK_MIN(off, end);
+	*hole = VDK_MIN(d1, end);
+	return true;
+}
+
+static void src_seek_remember(struct vdk_src *s, uint64_t hole_from, uint64_t d, uint64_t h)
+{
+	pthread_mutex_lock(&s->seek_lock);
+	s->seek_hole[0] = hole_from;
+	s->seek_hole[1] = d;
+	s->seek_data[0] = d;
+	s->seek_data[1] = h;
+	pthread_mutex_unlock(&s->seek_lock);
+}
+
+void vdk_src_next_data(struct vdk_src *s, uint64_t off, uint64_t end, uint64_t *data,
                        uint64_t *hole)
 {
 	if (s->size != VDK_SIZE_UNKNOWN)
@@ -562,18 +603,23 @@ void vdk_src_next_data(const struct vdk_src *s, uint64_t off, uint64_t end, uint
 		}
 		return;
 	}
-	if (s->fd < 0)
+	if (s->fd < 0 || src_seek_known(s, off, end, data, hole))
 		return;
 	off_t d = lseek(s->fd, (off_t)(s->fd_off + off), SEEK_DATA);
 	if (d < 0) {
-		if (errno == ENXIO) /* only a hole up to EOF */
+		if (errno == ENXIO) { /* only a hole up to EOF */
 			*data = end;
+			src_seek_remember(s, off, s->size, s->size);
+		}
 		return;
 	}
-	*data = VDK_MIN((uint64_t)d - s->fd_off, end);
+	uint64_t dd = (uint64_t)d - s->fd_off;
+	*data = VDK_MIN(dd, end);
 	if (*data >= end)
 		return;
 	off_t h = lseek(s->fd, (off_t)(s->fd_off + *data), SEEK_HOLE);
-	if (h >= 0 && (uint64_t)h - s->fd_off > *data)
+	if (h >= 0 && (uint64_t)h - s->fd_off > *data) {
 		*hole = VDK_MIN((uint64_t)h - s->fd_off, end);
+		src_seek_remember(s, off, dd, VDK_MIN((uint64_t)h - s->fd_off, s->size));
+	}
 }

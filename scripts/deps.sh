@@ -21,7 +21,7 @@ else
 		/usr/bin/time:time bzip2:bzip2 clang:clang \
 		qemu-nbd:qemu-utils nbdkit:nbdkit nbdinfo:libnbd-bin nbdcopy:libnbd-bin \
 		ganesha.nfsd:nfs-ganesha /usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so:nfs-ganesha-vfs \
-		7zz:7zip man:man-db mkfs.btrfs:btrfs-progs; do
+		7zz:7zip man:man-db mkfs.btrfs:btrfs-progs strace:strace; do
 		cmd=${pair%%:*}; deb=${pair#*:}
 		{ command -v "$cmd" >/dev/null 2>&1 || [ -e "$cmd" ]; } || missing="$missing $deb"
 	done

@@ -71,4 +71,19 @@ if truncate -s 8T "$T/huge.raw" 2>/dev/null; then
 else
 	skip "filesystem of $T cannot hold an 8 TiB sparse file"
 fi
+# A dense file is one data run: the workers' lookups of their pieces are
+# answered from the first SEEK_HOLE, not repeated per piece (on tmpfs each
+# SEEK_HOLE walks the page cache to the end of the run: quadratic).
+if have strace; then
+	"$TOP/bin/vdk-gen" -d 100 "$T/dense.raw" $((64 << 20)) 5
+	strace -f -e trace=lseek -o "$T/lseek.txt" "$VDKIT" convert -q --clone=never -O raw \
+		"$T/dense.raw" "$T/dense.out"
+	n=$(grep -c SEEK_HOLE "$T/lseek.txt")
+	[ "$n" -le 4 ] && cmp -s "$T/dense.raw" "$T/dense.out" &&
+		pass "dense 64 MiB raw: $n SEEK_HOLE lookups for 64 pieces, copy exact" ||
+		fail "dense 64 MiB raw: $n SEEK_HOLE lookups (want <= 4), or the copy differs"
+	rm -f "$T/dense.raw" "$T/dense.out"
+else
+	skip "strace not installed: SEEK_HOLE lookups not counted (apt-get install strace)"
+fi
 finish
