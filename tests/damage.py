@@ -54,6 +54,10 @@ def vmdk(kind, f, arg):
     elif kind == 'gte-eof':
         slot, _, _ = vmdk_gte_slot(f)
         wr(f, slot, struct.pack('<I', 0x7fffff00))
+    elif kind == 'gte-one':
+        # GTE 1: a zeroed grain only with the zeroed-grain flag (bit 2)
+        slot, _, _ = vmdk_gte_slot(f)
+        wr(f, slot, struct.pack('<I', 1))
     elif kind == 'gte-dup':
         a, _, _ = vmdk_gte_slot(f, 0)
         b, _, _ = vmdk_gte_slot(f, 1)

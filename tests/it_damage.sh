@@ -49,6 +49,10 @@ damaged vmdk-gte-desc vmdk:gte-desc "$T/s.vmdk" vmdk "inside the embedded descri
 damaged vmdk-gte-gd vmdk:gte-gd "$T/s.vmdk" vmdk "inside the grain directory"
 damaged vmdk-gte-gt vmdk:gte-gt "$T/s.vmdk" vmdk "inside the grain table"
 damaged vmdk-gte-eof vmdk:gte-eof "$T/s.vmdk" vmdk "past the end"
+damaged vmdk-gte-one vmdk:gte-one "$T/s.vmdk" vmdk "points at sector 1, inside the embedded descriptor"
+# with the zeroed-grain flag, GTE 1 is a zeroed grain: qemu-img reads it so too
+qemu-img convert -f raw -O vmdk -o zeroed_grain=on "$T/src.raw" "$T/zg.vmdk"
+$DMG vmdk:gte-one "$T/zg.vmdk" && good "$T/zg.vmdk" vmdk
 damaged vmdk-grain-100 vmdk:grain "$T/s.vmdk" vmdk "not a power of two" 100
 damaged vmdk-grain-8 vmdk:grain "$T/s.vmdk" vmdk "greater than 8" 8
 damaged vmdk-gtes-256 vmdk:gtes "$T/s.vmdk" vmdk "numGTEsPerGT is 256" 256
@@ -67,6 +71,7 @@ rc=$?
 qemu-img convert -f raw -O vmdk -o subformat=streamOptimized "$T/src.raw" "$T/st.vmdk"
 good "$T/st.vmdk" vmdk
 damaged vmdk-stream-short vmdk:stream-short "$T/st.vmdk" vmdk "inflates to 32768 bytes"
+damaged vmdk-stream-gte-one vmdk:gte-one "$T/st.vmdk" vmdk "points at sector 1"
 # an extent whose header capacity is not its descriptor line's (qemu-img
 # sizes the disk from the header, vdkit from the descriptor: refused)
 mkdir "$T/split" && qemu-img convert -f raw -O vmdk -o subformat=twoGbMaxExtentSparse \
