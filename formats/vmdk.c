@@ -384,8 +384,8 @@ static int vmdk_map_sparse(const struct vdk_image *img, const struct vmdk_ext *x
 	uint32_t gte = vmdk_sparse_gte(sp, rel);
 	if (gte == 0)
 		return vdk_extents_add(out, off, *n, hole, -1, 0);
-	/* Sector 1 always holds header or descriptor, so GTE 1 means "zeroed"
-	 * even in files that do not set the zeroed-grain flag. */
+	/* GTE 1 is a zeroed grain: open (vmdk_check.c) refuses it in files
+	 * that do not set the zeroed-grain flag. */
 	if (gte == VMDK_GTE_ZEROED)
 		return vdk_extents_add(out, off, *n, VDK_EXT_ZERO, -1, 0);
 	uint64_t grain_at = (uint64_t)gte * VMDK_SECTOR;

@@ -180,6 +180,27 @@ static int vmdk_check_grain(struct vdk_src *src, const struct vmdk_sparse *sp,
 	return 0;
 }
 
+/* GTE 1 means "zeroed grain" only when the header sets the zeroed-grain
+ * flag (spec 4.0, flags bit 2; qemu honours it only then). Without it the
+ * entry points its grain at sector 1, inside the header area (header,
+ * descriptor): qemu reads the descriptor as data, or fails on it as a
+ * stream grain marker; reading zeroes would hide the damage. */
+static int vmdk_check_one(struct vdk_src *src, const struct vmdk_sparse *sp, uint64_t gi,
+                          uint64_t ent_at, struct vdk_err *e)
+{
+	uint64_t vstart = gi * sp->grain;
+	if (vstart >= sp->capacity)
+		return 0; /* never read */
+	return vdk_bad(e, src->name, "vmdk", ent_at,
+	               "grain table entry for virtual offset %" PRIu64
+	               " points at sector 1, inside the %s, and the header does not set the "
+	               "zeroed-grain flag that would make it a zeroed grain",
+	               vstart,
+	               sp->cowd                                      ? "COWD header"
+	               : sp->desc_hdr && sp->desc_off == VMDK_SECTOR ? "embedded descriptor"
+	                                                             : "header area");
+}
+
 static int vmdk_check_grains(struct vdk_src *src, const struct vmdk_sparse *sp,
                              const struct vmdk_ivs *s, struct vdk_err *e)
 {
@@ -189,10 +210,13 @@ static int vmdk_check_grains(struct vdk_src *src, const struct vmdk_sparse *sp,
 		uint64_t base = (uint64_t)sp->gd[i] * VMDK_SECTOR;
 		for (uint32_t j = 0; j < sp->gtes; j++) {
 			uint32_t gte = sp->gt[i][j];
-			if (gte <= VMDK_GTE_ZEROED)
+			if (gte == 0 || (gte == VMDK_GTE_ZEROED && sp->zero_grain))
 				continue;
-			int r = vmdk_check_grain(src, sp, s, i * sp->gtes + j,
-			                         base + 4 * (uint64_t)j, gte, e);
+			int r = gte == VMDK_GTE_ZEROED
+			            ? vmdk_check_one(src, sp, i * sp->gtes + j,
+			                             base + 4 * (uint64_t)j, e)
+			            : vmdk_check_grain(src, sp, s, i * sp->gtes + j,
+			                               base + 4 * (uint64_t)j, gte, e);
 			if (r < 0)
 				return r;
 		}

@@ -77,11 +77,42 @@ static bool fd_vhd_footer_ok(const uint8_t *p)
 
 /* qemu-img looks for the footer of a dynamic disk only in the copy at 0,
  * and at the end only for a fixed disk. */
+/* qemu sizes the data area from every BAT entry up to max table entries
+ * and refuses a block past the end of the file even when its index lies
+ * past the disk's last block (the disk is the current size, or CHS, in
+ * whole sectors). True when only such an unused entry points past EOF. */
+static bool fd_vhd_dead_entry_past_eof(const uint8_t *d, size_t n)
+{
+	const uint8_t *f = d + n - 512;
+	uint64_t dh = vdk_be64(f + 16), chs = (uint64_t)vdk_be16(f + 56) * f[58] * f[59];
+	uint64_t sz = chs == 65535ull * 16 * 255 || !memcmp(f + 28, "tap\0", 4)
+	                  ? vdk_be64(f + 48) / 512 * 512
+	                  : chs * 512;
+	uint64_t bat = fd_rd(d, n, dh + 16, 8, true), max = fd_rd(d, n, dh + 28, 4, true);
+	uint64_t bs = fd_rd(d, n, dh + 32, 4, true), span = bs + vdk_round_up(bs / 4096, 512);
+	if (vdk_be32(f + 60) == 2 || bs < 4096 || !vdk_is_pow2(bs) || max > n / 4)
+		return false;
+	uint64_t used = sz / bs + (sz % bs != 0);
+	bool dead = false;
+	for (uint64_t i = 0; i < max && bat + 4 * i + 4 <= n; i++) {
+		uint64_t at = fd_rd(d, n, bat + 4 * i, 4, true);
+		if (at == 0xffffffffu || at * 512 + span <= n)
+			continue;
+		if (i < used)
+			return false;
+		dead = true;
+	}
+	return dead;
+}
+
 static const char *fd_vhd_cause(const uint8_t *d, size_t n)
 {
-	if (n >= 512 && fd_vhd_footer_ok(d + n - 512) && vdk_be32(d + n - 512 + 60) != 2 &&
-	    !fd_vhd_footer_ok(d))
+	if (n < 512 || !fd_vhd_footer_ok(d + n - 512))
+		return NULL;
+	if (vdk_be32(d + n - 512 + 60) != 2 && !fd_vhd_footer_ok(d))
 		return "dynamic disk whose footer copy at 0 is damaged";
+	if (fd_vhd_dead_entry_past_eof(d, n))
+		return "BAT entry past the disk's last block points past the end of the file";
 	return NULL;
 }
 
@@ -153,18 +184,34 @@ static bool fd_vhdx_dirty(const uint8_t *d, size_t n)
 	return best && memcmp(d + best + 48, zero, 16) != 0;
 }
 
-/* A hosted sparse VMDK whose embedded descriptor has no CID line: qemu-img
- * reads the CID at open and fails without one. */
-static bool fd_vmdk_no_cid(const uint8_t *d, size_t n)
+/* A hosted sparse VMDK whose embedded descriptor has no KEY line
+ * (KEY=hex): qemu-img reads the CID and the parentCID at open and fails
+ * without either. */
+static bool fd_vmdk_no_key(const uint8_t *d, size_t n, const char *key)
 {
 	uint64_t off = fd_rd(d, n, 28, 8, false) * 512, len = fd_rd(d, n, 36, 8, false) * 512;
+	size_t k = strlen(key);
 	if (n < 512 || memcmp(d, "KDMV", 4) || !off || off >= n)
 		return false;
 	len = VDK_MIN(VDK_MIN(len, n - off), 1u << 20);
-	for (uint64_t i = 0; i + 4 <= len; i++)
-		if (!memcmp(d + off + i, "CID=", 4))
+	for (uint64_t i = 0; i + k + 1 <= len; i++)
+		if (!memcmp(d + off + i, key, k) && d[off + i + k] == '=')
 			return false;
 	return true;
+}
+
+/* qemu reads the redundant grain directory at open (a backup it uses
+ * only when writing) and fails when it lies past the end of the file. */
+static bool fd_vmdk_rgd_past_eof(const uint8_t *d, size_t n)
+{
+	uint64_t flags = fd_rd(d, n, 8, 4, false), cap = fd_rd(d, n, 12, 8, false);
+	uint64_t grain = fd_rd(d, n, 20, 8, false), gtes = fd_rd(d, n, 44, 4, false);
+	uint64_t rgd = fd_rd(d, n, 48, 8, false);
+	if (n < 512 || memcmp(d, "KDMV", 4) || !(flags & 2) || !grain || !gtes ||
+	    grain > 1u << 20 || gtes > 1u << 20)
+		return false;
+	uint64_t span = grain * gtes, gdb = (cap / span + (cap % span != 0)) * 4;
+	return rgd > n / 512 || rgd * 512 + gdb > n;
 }
 
 /* qcow2 header fields qemu-img checks at open and vdkit does not consult
@@ -174,6 +221,9 @@ static const char *fd_qcow2_cause(const uint8_t *d, size_t n)
 {
 	uint32_t cb = (uint32_t)fd_rd(d, n, 20, 4, true);
 	uint64_t cs = cb >= 9 && cb <= 21 ? 1ull << cb : 65536;
+	uint64_t rt = fd_rd(d, n, 48, 8, true), rtb = fd_rd(d, n, 56, 4, true) * cs;
+	if (rt % cs || rt > INT64_MAX - VDK_MIN(rtb, INT64_MAX))
+		return "refcount table offset invalid";
 	uint64_t snap = fd_rd(d, n, 64, 8, true);
 	if (snap % cs || snap > INT64_MAX)
 		return "snapshot table offset invalid";
@@ -194,8 +244,12 @@ const char *fd_lenient_cause(enum fd_kind kind, const uint8_t *d, size_t n)
 {
 	if (kind == FD_QCOW2)
 		return fd_qcow2_cause(d, n);
-	if (kind == FD_VMDK && fd_vmdk_no_cid(d, n))
+	if (kind == FD_VMDK && fd_vmdk_no_key(d, n, "CID"))
 		return "embedded descriptor without a CID line";
+	if (kind == FD_VMDK && fd_vmdk_no_key(d, n, "parentCID"))
+		return "embedded descriptor without a parentCID line";
+	if (kind == FD_VMDK && fd_vmdk_rgd_past_eof(d, n))
+		return "redundant grain directory past the end of the file";
 	if (kind == FD_VHDX && fd_vhdx_dirty(d, n))
 		return "dirty log";
 	if (n % 512 && (kind == FD_VHD || kind == FD_VMDK))

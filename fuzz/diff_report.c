@@ -51,6 +51,20 @@ static const struct fd_known fd_known[] = {
     {"vmdk", "lenient", "[embedded descriptor without a CID line]",
      "qemu-img reads the CID of a hosted sparse file's descriptor at open and fails "
      "(EINVAL) without one; vdkit needs the CID only to match a parent"},
+    {"vmdk", "lenient", "[embedded descriptor without a parentCID line]",
+     "qemu-img reads the parentCID of a hosted sparse file's descriptor at open and fails "
+     "(EINVAL) without one; vdkit needs it only to match a child to its parent"},
+    {"vmdk", "lenient", "[redundant grain directory past the end of the file]",
+     "qemu-img reads the redundant grain directory at open (it uses it only when writing) and "
+     "fails on one past the end; vdkit reads through the primary one, checked, and never the RGD"},
+    {"vhd", "lenient", "[BAT entry past the disk's last block points past the end of the file]",
+     "qemu-img sizes the data area from all max-table-entries BAT entries and refuses one past "
+     "the end of the file; vdkit refuses such a block inside the disk, and one past the disk's "
+     "last block maps no sector (same content as qemu-img with the entry cleared)"},
+    {"qcow2", "lenient", "[refcount table offset invalid]",
+     "qemu-img validates the refcount table offset at open; vdkit reads the active layer "
+     "through L1/L2 and uses refcounts only to refuse data on metadata: a table outside the "
+     "file covers none (same content as qemu-img with the offset restored)"},
     {"qcow2", "lenient", "[snapshot table offset invalid]",
      "qemu-img checks the snapshot table offset at open even with no snapshots; vdkit "
      "reads the active layer without the table (a field it could refuse: not content)"},

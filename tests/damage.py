@@ -54,6 +54,14 @@ def vmdk(kind, f, arg):
     elif kind == 'gte-eof':
         slot, _, _ = vmdk_gte_slot(f)
         wr(f, slot, struct.pack('<I', 0x7fffff00))
+    elif kind == 'gte-one':
+        # GTE 1: a zeroed grain only with the zeroed-grain flag (bit 2)
+        slot, _, _ = vmdk_gte_slot(f)
+        wr(f, slot, struct.pack('<I', 1))
+    elif kind == 'rgd-eof':
+        # the redundant GD far past the end (the high half of the field set,
+        # as fuzz-diff found it); only qemu-img reads the RGD at open
+        wr(f, 52, struct.pack('<I', 0x7fffffff))
     elif kind == 'gte-dup':
         a, _, _ = vmdk_gte_slot(f, 0)
         b, _, _ = vmdk_gte_slot(f, 1)
@@ -134,6 +142,15 @@ def vhd(kind, f, arg):
         # the second block starts one sector into the first: its bitmap is
         # the first block's data
         wr(f, bat + 4 * used[1], struct.pack('>I', ents[used[0]] + 1))
+    elif kind == 'bat-dead-eof':
+        # one BAT entry more than the disk has blocks, in the BAT's sector
+        # padding, pointing past the end: it maps no sector of the disk
+        if 4 * (maxent + 1) > (4 * maxent + 511) // 512 * 512:
+            raise SystemExit('no padding after the BAT')
+        wr(f, bat + 4 * maxent, struct.pack('>I', fsize // 512 + 8))
+        struct.pack_into('>I', hdr, 28, maxent + 1)
+        struct.pack_into('>I', hdr, 36, vhd_csum(hdr, 36))
+        wr(f, hoff, bytes(hdr))
     elif kind in ('max-entries', 'max-small', 'block-size', 'block-small'):
         if kind == 'max-entries':
             struct.pack_into('>I', hdr, 28, 0xffffffff)
@@ -253,12 +270,22 @@ def vhdx(kind, f, arg):
         raise SystemExit('unknown vhdx damage ' + kind)
 
 
+# ---- qcow2 ----------------------------------------------------------------
+
+def qcow2(kind, f, arg):
+    if kind == 'rt-offset':
+        # a refcount table offset qemu-img's validation rejects (2^63)
+        wr(f, 48, struct.pack('>Q', 1 << 63))
+    else:
+        raise SystemExit('unknown qcow2 damage ' + kind)
+
+
 def main():
     kind, path = sys.argv[1], sys.argv[2]
     arg = sys.argv[3] if len(sys.argv) > 3 else None
     fmt, _, what = kind.partition(':')
     with open(path, 'r+b') as f:
-        {'vmdk': vmdk, 'vhd': vhd, 'vhdx': vhdx}[fmt](what, f, arg)
+        {'vmdk': vmdk, 'vhd': vhd, 'vhdx': vhdx, 'qcow2': qcow2}[fmt](what, f, arg)
 
 
 main()

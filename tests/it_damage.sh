@@ -3,7 +3,10 @@
 # images made by qemu-img, each corrupted at one field by tests/damage.py,
 # must make `vdkit convert` exit 1 with a message naming the file, the
 # format and the offset, and leave no output behind. The undamaged images
-# convert to qemu-img's bytes. Also: a raw copy of a raw file is exact.
+# convert to qemu-img's bytes. Fields only qemu-img reads at open (fuzz-diff's
+# explained lenient classes: a VMDK redundant GD, a VHD BAT entry past the
+# disk's last block, a qcow2 refcount table offset) damaged: qemu-img refuses,
+# vdkit still reads the guest's bytes. Also: a raw copy of a raw file is exact.
 source "$(dirname "$0")/lib.sh"
 have qemu-img || { skip "qemu-img not installed (apt-get install qemu-utils)"; finish; }
 have python3 || { skip "python3 not installed"; finish; }
@@ -35,6 +38,23 @@ damaged() {
 }
 
 ref=$(sha "$T/src.raw")
+
+# ignored NAME KIND BASE FMT: a field only qemu-img reads at open is damaged
+# (fuzz-diff's explained lenient classes): qemu-img refuses the image, vdkit
+# reads what qemu-img reads from BASE, undamaged.
+ignored() {
+	local name=$1 kind=$2 base=$3 fmt=$4 img="$T/$1.img" got
+	cp "$base" "$img" && $DMG "$kind" "$img" || { fail "$name: could not damage"; return; }
+	if qemu-img convert -f "$fmt" -O raw "$img" "$T/q.raw" 2>/dev/null; then
+		fail "$name: qemu-img read it (the damage is not the fuzz-diff class)"
+	else
+		got=$(vdk_sha "$img" "$fmt" 2>/dev/null)
+		[ "$got" = "$(qemu_sha "$base" "$fmt")" ] &&
+			pass "$name: qemu-img refuses, vdkit reads what qemu-img reads undamaged" ||
+			fail "$name: vdkit read $got"
+	fi
+	rm -f "$T/q.raw"
+}
 good() {
 	local got
 	got=$(vdk_sha "$1" "$2")
@@ -49,6 +69,13 @@ damaged vmdk-gte-desc vmdk:gte-desc "$T/s.vmdk" vmdk "inside the embedded descri
 damaged vmdk-gte-gd vmdk:gte-gd "$T/s.vmdk" vmdk "inside the grain directory"
 damaged vmdk-gte-gt vmdk:gte-gt "$T/s.vmdk" vmdk "inside the grain table"
 damaged vmdk-gte-eof vmdk:gte-eof "$T/s.vmdk" vmdk "past the end"
+damaged vmdk-gte-one vmdk:gte-one "$T/s.vmdk" vmdk "points at sector 1, inside the embedded descriptor"
+# with the zeroed-grain flag, GTE 1 is a zeroed grain: qemu-img reads it so too
+qemu-img convert -f raw -O vmdk -o zeroed_grain=on "$T/src.raw" "$T/zg.vmdk"
+$DMG vmdk:gte-one "$T/zg.vmdk" && [ "$(vdk_sha "$T/zg.vmdk" vmdk)" = "$(qemu_sha "$T/zg.vmdk")" ] &&
+	pass "vmdk zeroed_grain=on: GTE 1 reads as zeroes, as qemu-img reads it" ||
+	fail "vmdk zeroed_grain=on with GTE 1: vdkit and qemu-img differ"
+ignored vmdk-rgd-eof vmdk:rgd-eof "$T/s.vmdk" vmdk
 damaged vmdk-grain-100 vmdk:grain "$T/s.vmdk" vmdk "not a power of two" 100
 damaged vmdk-grain-8 vmdk:grain "$T/s.vmdk" vmdk "greater than 8" 8
 damaged vmdk-gtes-256 vmdk:gtes "$T/s.vmdk" vmdk "numGTEsPerGT is 256" 256
@@ -67,6 +94,7 @@ rc=$?
 qemu-img convert -f raw -O vmdk -o subformat=streamOptimized "$T/src.raw" "$T/st.vmdk"
 good "$T/st.vmdk" vmdk
 damaged vmdk-stream-short vmdk:stream-short "$T/st.vmdk" vmdk "inflates to 32768 bytes"
+damaged vmdk-stream-gte-one vmdk:gte-one "$T/st.vmdk" vmdk "points at sector 1"
 # an extent whose header capacity is not its descriptor line's (qemu-img
 # sizes the disk from the header, vdkit from the descriptor: refused)
 mkdir "$T/split" && qemu-img convert -f raw -O vmdk -o subformat=twoGbMaxExtentSparse \
@@ -78,6 +106,7 @@ $DMG vmdk:capacity "$T/split/d-s001.vmdk" &&
 # ---- VHD ------------------------------------------------------------------
 qemu-img convert -f raw -O vpc "$T/src.raw" "$T/s.vhd"
 good "$T/s.vhd" vpc
+ignored vhd-bat-dead-eof vhd:bat-dead-eof "$T/s.vhd" vpc
 damaged vhd-bat-footer-copy vhd:bat-footer-copy "$T/s.vhd" vpc "into the footer copy"
 # a valid footer copy that disagrees with the footer (qemu-img reads the copy)
 damaged vhd-copy-size vhd:copy-size "$T/s.vhd" vpc "disagree on the current size"
@@ -116,6 +145,11 @@ if "$VDKIT" convert -q -O raw "$T/logok.vhdx" "$T/logok.raw" 2>"$T/err"; then
 else
 	fail "control log entry refused: $(cat "$T/err")"
 fi
+
+# ---- qcow2 ----------------------------------------------------------------
+qemu-img convert -f raw -O qcow2 "$T/src.raw" "$T/s.qcow2"
+good "$T/s.qcow2" qcow2
+ignored qcow2-rt-offset qcow2:rt-offset "$T/s.qcow2" qcow2
 
 # ---- raw ------------------------------------------------------------------
 head -c 1000 "$T/src.raw" >"$T/r1000.raw"
