@@ -2,7 +2,7 @@
 #   make              bin/vdkit, bin/vmdk2vhdx, bin/libvdkit.a
 #   make check        every unit test, integration script and fuzz replay
 #   make demo         the main job on a bundled sample, verified
-#   make fuzz         libFuzzer on every harness (FUZZ_SECONDS=N each)
+#   make fuzz         libFuzzer on every harness (FUZZ_SECONDS=N each, FUZZ_JOBS at once)
 #   make fuzz-diff    vdkit vs qemu-img on mutated images (FUZZ_DIFF_N, FUZZ_DIFF_SEED)
 #   make bench        vdkit vs qemu-img on generated inputs (BENCH_DISK=1: on disk)
 #   make bench-scale  the scale table: TiB-size disks, 100k extents, OVA
@@ -13,6 +13,7 @@ CC ?= cc
 PREFIX ?= /usr/local
 DESTDIR ?=
 FUZZ_SECONDS ?= 60
+FUZZ_JOBS ?= 2
 # ISA-L (igzip) serves the fast deflate levels and inflate where it exists
 # (x86-64, aarch64); elsewhere convert/codec.c falls back to libdeflate.
 # Evaluated once, on first use (after `deps`).
@@ -161,12 +162,10 @@ fuzz/bin/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJ)
 	@mkdir -p fuzz/bin
 	$(FUZZ_CC) $(filter-out -MMD -MP,$(ALL_CFLAGS)) -O1 -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
 
+# Every harness FUZZ_SECONDS each, FUZZ_JOBS at a time; prints exec/s and
+# findings per harness and logs each run in fuzz/LOG.tsv (scripts/fuzz.sh).
 fuzz: $(FUZZ_BIN)
-	@# New inputs go to fuzz/work/ (ignored); the seed corpus stays as committed.
-	@for f in $(FUZZ_BIN); do n=$${f##*/fuzz_}; mkdir -p fuzz/work/$$n fuzz/crashers/$$n; \
-	  echo "== $$n ($(FUZZ_SECONDS)s)"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
-	    -artifact_prefix=fuzz/crashers/$$n/ fuzz/work/$$n fuzz/corpus/$$n || exit 1; done
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) scripts/fuzz.sh
 
 check: all test-deps $(TEST_BIN) $(REPLAY_BIN) $(TSAN_BIN) $(ASAN_TEST_BIN) fuzz/bin/fuzz-diff
 	@tests/run.sh
