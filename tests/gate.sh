@@ -8,12 +8,22 @@
 # gate_serve NAME FILE HALF [r|w]: reads (r) or writes (w) wait; sets
 # GATE_URI and GATE_PID. gate_held NAME: waits (10 s at most) until a
 # request is held. gate_open NAME. gate_stop.
+# The server is stopped by its pid on every exit path (the EXIT trap), and
+# a held request also gives up once the test's folder is gone, so neither
+# nbdkit nor one of its eval shells outlives a test that failed early.
 GATE_PID=""
+GATE_NAMES=()
+# Chained before whatever EXIT trap the test already set (lib.sh's, or
+# its own cleanup).
+eval "set -- $(trap -p EXIT)"
+GATE_PREV_TRAP=${3:-}
+trap 'gate_stop; eval "$GATE_PREV_TRAP"' EXIT
 gate_serve() {
 	local name=$1 file=$2 half=$3 mode=${4:-r}
 	local g="$T/$name"
 	rm -f "$g.open" "$g.held" "$g.sock" "$g.pid"
-	local wait="if [ \$((\$4 + \$3)) -gt $half ]; then : >'$g.held'; while [ ! -e '$g.open' ]; do sleep 0.01; done; fi"
+	GATE_NAMES+=("$name")
+	local wait="if [ \$((\$4 + \$3)) -gt $half ]; then : >'$g.held'; while [ ! -e '$g.open' ] && [ -d '$T' ]; do sleep 0.01; done; fi"
 	local io=(pread="dd if='$file' skip=\$4 count=\$3 iflag=skip_bytes,count_bytes status=none")
 	[ "$mode" = r ] && io=(pread="$wait; ${io[0]#pread=}")
 	[ "$mode" = w ] && io+=(can_write="exit 0" can_flush="exit 0" flush="exit 0"
@@ -31,6 +41,8 @@ gate_held() {
 }
 gate_open() { : >"$T/$1.open"; }
 gate_stop() {
+	local n
+	for n in "${GATE_NAMES[@]}"; do [ -d "$T" ] && : >"$T/$n.open"; done
 	[ -n "$GATE_PID" ] && kill "$GATE_PID" 2>/dev/null
 	GATE_PID=""
 }
