@@ -157,10 +157,12 @@ FUZZ_CC ?= clang
 FUZZ_FLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
 obj-fuzz/%.o: %.c | deps
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(ALL_CFLAGS) -O1 $(FUZZ_FLAGS) -c $< -o $@
+	@echo "  CC-FUZZ $<"
+	@$(FUZZ_CC) $(ALL_CFLAGS) -O1 $(FUZZ_FLAGS) -c $< -o $@
 fuzz/bin/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJ)
 	@mkdir -p fuzz/bin
-	$(FUZZ_CC) $(filter-out -MMD -MP,$(ALL_CFLAGS)) -O1 -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
+	@echo "  LD-FUZZ $@"
+	@$(FUZZ_CC) $(filter-out -MMD -MP,$(ALL_CFLAGS)) -O1 -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
 
 # Every harness FUZZ_SECONDS each, FUZZ_JOBS at a time; prints exec/s and
 # findings per harness and logs each run in fuzz/LOG.tsv (scripts/fuzz.sh).

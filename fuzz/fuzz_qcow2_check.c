@@ -11,11 +11,17 @@
 #define FUZZ_MAX_SIZE         (256u << 10)
 #define FUZZ_MAX_CLUSTER_BITS 14u
 #define FUZZ_MAX_SNAPSHOTS    2u
+/* L1 entries (header offset 36) and refcount table clusters (56): the
+ * check walks every L2 table an L1 names and every refcount block; a few
+ * exercise every path, and at 120 runs/s more explored little. */
+#define FUZZ_MAX_L1      64u
+#define FUZZ_MAX_RT_CLUS 4u
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 72 || size > FUZZ_MAX_SIZE || vdk_be32(data + 20) > FUZZ_MAX_CLUSTER_BITS ||
-	    vdk_be32(data + 60) > FUZZ_MAX_SNAPSHOTS)
+	    vdk_be32(data + 60) > FUZZ_MAX_SNAPSHOTS || vdk_be32(data + 36) > FUZZ_MAX_L1 ||
+	    vdk_be32(data + 56) > FUZZ_MAX_RT_CLUS)
 		return 0;
 	struct vdk_err e = {0};
 	struct vdk_src *src = NULL;

@@ -5,7 +5,8 @@
 # committed seed corpus is read, never written. Every run is appended to
 # fuzz/LOG.tsv (commit, harness, seconds, runs, findings), so the hours a
 # harness has run without a finding add up across sessions; the table's
-# last column is that total. FUZZ_ONLY=REGEX picks harnesses.
+# last column is that total. FUZZ_ONLY=REGEX picks harnesses; FUZZ_REPORT=1
+# prints the table of this commit's logged runs without fuzzing.
 # Exit 1 when any harness found a crash, leak or timeout (in fuzz/crashers/).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -39,12 +40,14 @@ for f in fuzz/bin/fuzz_*; do
 	[ -z "${FUZZ_ONLY:-}" ] || [[ "${f##*/fuzz_}" =~ $FUZZ_ONLY ]] || continue
 	harnesses+=("$f")
 done
-echo "fuzz: ${#harnesses[@]} harnesses, ${SECONDS_EACH}s each, $JOBS at a time"
-for f in "${harnesses[@]}"; do
-	while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
-	run_one "$f" &
-done
-wait
+if [ "${FUZZ_REPORT:-0}" = 0 ]; then
+	echo "fuzz: ${#harnesses[@]} harnesses, ${SECONDS_EACH}s each, $JOBS at a time"
+	for f in "${harnesses[@]}"; do
+		while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
+		run_one "$f" &
+	done
+	wait
+fi
 
 printf '| %-14s | %10s | %8s | %8s | %8s | %s\n' harness runs exec/s corpus findings \
 	"hours without a finding (all runs logged)"
@@ -56,7 +59,7 @@ for f in "${harnesses[@]}"; do
 	total=$(awk -F'\t' -v n="$n" '$3 == n && $6 == 0 { s += $4 } END { printf "%.2f", s / 3600 }' "$LOG")
 	corpus=$(find "fuzz/work/$n" -type f | wc -l)
 	printf '| %-14s | %10s | %8s | %8s | %8s | %s\n' "$n" "$runs" \
-		"$(awk -v r="$runs" -v s="$secs" 'BEGIN { printf "%d", s > 0 ? r / s : 0 }')" \
+		"$(awk -v r="$runs" -v s="$secs" 'BEGIN { printf "%d", (s > 0 ? r / s : 0) }')" \
 		"$corpus" "$found" "$total"
 	[ "${found:-1}" = 0 ] || { bad=1; echo "  $n: see fuzz/work/$n.log and fuzz/crashers/$n/"; }
 done
