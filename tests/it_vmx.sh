@@ -140,6 +140,28 @@ if [ -n "$OVFPARSE" ]; then
 	jcheck "govmomi: disk capacities are the chain's sizes" "$T/gov.json" \
 		"[d['Capacity'] for d in j['Disk']['Disks']]==['25165824','8388608']"
 fi
+# virt-v2v's OVA reader (`-i ova --print-source` parses the package and
+# prints what it would convert; no appliance is started).
+if have virt-v2v; then
+	if LIBGUESTFS_BACKEND=direct timeout 120 virt-v2v -i ova "$T/vm.ova" --print-source \
+		>"$T/v2v.txt" 2>"$T/v2v.err"; then
+		pass "virt-v2v -i ova reads the packed OVA"
+		v2v() { grep -q -- "$2" "$T/v2v.txt" && pass "virt-v2v: $1" || fail "virt-v2v: $1 (got: $(tr '\n' '|' <"$T/v2v.txt" | head -c 400))"; }
+		v2v "name from displayName" "source name: chain vm"
+		v2v "memory 3 GiB" "memory: 3221225472"
+		v2v "2 vCPUs, 1 socket x 2 cores" "cores/socket: 2"
+		v2v "firmware uefi" "firmware: uefi"
+		[ "$(grep -c '^\s*[0-9] \[scsi\]' "$T/v2v.txt")" = 2 ] && pass "virt-v2v: two disks on SCSI" ||
+			fail "virt-v2v: disks $(grep -A3 '^disks:' "$T/v2v.txt" | tr '\n' '|')"
+		v2v "the CD-ROM on SATA slot 1" "CD-ROM \[sata\] in slot 1"
+		v2v "vmxnet3 NIC on VM Network with its MAC" 'Bridge "VM Network" mac: 00:50:56:3f:00:01 \[vmxnet3\]'
+		v2v "e1000e NIC on Storage Net" 'Bridge "Storage Net" \[e1000e\]'
+	else
+		fail "virt-v2v -i ova: $(tail -3 "$T/v2v.err" | tr '\n' ' ')"
+	fi
+else
+	skip "virt-v2v not installed: its OVA reader is not checked (apt-get install --no-install-recommends virt-v2v)"
+fi
 check "OVF: firmware efi as vmw:Config" grep -q 'vmw:key="firmware" vmw:value="efi"' "$T/x/vm.ovf"
 check "OVF: vmw:CoresPerSocket 2" grep -q '<vmw:CoresPerSocket ovf:required="false">2<' "$T/x/vm.ovf"
 
