@@ -175,7 +175,7 @@ struct vmdk_rctx {
 };
 /* Read-ahead bound per request, beyond the two grains one marker needs. */
 #define VMDK_RCTX_WINDOW (512u << 10)
-#define VMDK_RCTX_POOL   8u
+#define VMDK_RCTX_POOL   32u
 void vmdk_rctx_free(struct vmdk_rctx *c);
 /* Read [off, off+len) inside one allocated grain whose entry is gte. */
 int vmdk_sparse_read(struct vdk_src *src, const struct vmdk_sparse *sp, uint32_t gte, void *buf,

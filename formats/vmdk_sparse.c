@@ -418,10 +418,12 @@ int vmdk_sparse_read(struct vdk_src *src, const struct vmdk_sparse *sp, uint32_t
 	if (!sp->compressed)
 		return vdk_src_pread(src, buf, len, at + in, e);
 	size_t data = 0, n = 0, got = 0;
-	/* Room for the read-ahead, the marker, two grains of deflate data and
-	 * the padding. */
-	size_t ccap =
-	    VMDK_RCTX_WINDOW + 2 * (size_t)sp->grain + VMDK_GRAIN_MARKER_LEN + 2 * VMDK_SECTOR;
+	/* Room for this request's read-ahead, the marker, two grains of
+	 * deflate data and the padding; sized by the request, not the largest
+	 * window, so 32 NBD workers on 256 KiB requests stay small. */
+	uint64_t span = c->ahead > at ? VDK_MIN(c->ahead - at, (uint64_t)VMDK_RCTX_WINDOW) : 0;
+	size_t ccap = (size_t)vdk_round_up(
+	    span + 2 * (uint64_t)sp->grain + VMDK_GRAIN_MARKER_LEN + 2 * VMDK_SECTOR, 64u << 10);
 	if (vmdk_rctx_ready(c, ccap, sp->grain) < 0)
 		return vdk_err_set(e, VDK_E_IO, ENOMEM, src->name, "vmdk", VDK_NO_OFFSET,
 		                   "out of memory");
