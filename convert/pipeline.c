@@ -53,7 +53,6 @@ struct pl_slot {
 	uint8_t *buf;
 	struct pl_run *runs;
 	size_t nruns;
-	bool written; /* the worker wrote the data runs (VDK_WCAP_PARALLEL) */
 	int rc;
 	struct vdk_err err;
 };
@@ -210,14 +209,12 @@ static void pl_write_runs(struct pl *p, struct pl_slot *s)
 			s->rc = vdk_writer_write(p->out, s->buf + (run->off - s->off), run->len,
 			                         run->off, &s->err);
 	}
-	s->written = true;
 }
 
 static void pl_work(struct pl *p, struct pl_slot *s)
 {
 	vdk_err_clear(&s->err);
 	s->nruns = 0;
-	s->written = false;
 	s->rc = vdk_image_pread(p->in, s->buf, s->len, s->off, &s->err);
 	if (s->rc)
 		return;
@@ -311,7 +308,7 @@ static int pl_commit_data(struct pl *p, struct pl_slot *s, struct vdk_err *e)
 			continue;
 		}
 		p->st->copied += run->len;
-		if (s->written)
+		if (p->par) /* the worker wrote it */
 			continue;
 		if (p->out->caps & VDK_WCAP_ENCODE)
 			r = vdk_err_ensure(

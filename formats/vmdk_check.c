@@ -185,8 +185,8 @@ static int vmdk_check_grain(struct vdk_src *src, const struct vmdk_sparse *sp,
  * entry points its grain at sector 1, inside the header area (header,
  * descriptor): qemu reads the descriptor as data, or fails on it as a
  * stream grain marker; reading zeroes would hide the damage. */
-static int vmdk_check_one(struct vdk_src *src, const struct vmdk_sparse *sp, uint64_t gi,
-                          uint64_t ent_at, struct vdk_err *e)
+static int vmdk_check_gte_one(struct vdk_src *src, const struct vmdk_sparse *sp, uint64_t gi,
+                              uint64_t ent_at, struct vdk_err *e)
 {
 	uint64_t vstart = gi * sp->grain;
 	if (vstart >= sp->capacity)
@@ -213,8 +213,8 @@ static int vmdk_check_grains(struct vdk_src *src, const struct vmdk_sparse *sp,
 			if (gte == 0 || (gte == VMDK_GTE_ZEROED && sp->zero_grain))
 				continue;
 			int r = gte == VMDK_GTE_ZEROED
-			            ? vmdk_check_one(src, sp, i * sp->gtes + j,
-			                             base + 4 * (uint64_t)j, e)
+			            ? vmdk_check_gte_one(src, sp, i * sp->gtes + j,
+			                                 base + 4 * (uint64_t)j, e)
 			            : vmdk_check_grain(src, sp, s, i * sp->gtes + j,
 			                               base + 4 * (uint64_t)j, gte, e);
 			if (r < 0)

@@ -423,13 +423,13 @@ int vmdk_wclone(struct vdk_writer *w, uint64_t off, uint64_t len, int src_fd, ui
 	return how;
 }
 
-/* Grain tables [i, i + n) into buf (batch layout), NULL tables as zeroes. */
-static void vmdk_fill_gts(const struct vmdk_wext *x, uint64_t i, uint64_t n, uint8_t *buf)
+/* Grain tables [a, b) into buf, NULL tables as zeroes. */
+static void vmdk_fill_gts(const struct vmdk_wext *x, uint64_t a, uint64_t b, uint8_t *buf)
 {
-	memset(buf, 0, n * VMDK_GTES * 4);
-	for (uint64_t t = i; t < i + n; t++)
+	memset(buf, 0, (b - a) * VMDK_GTES * 4);
+	for (uint64_t t = a; t < b; t++)
 		for (uint32_t j = 0; x->gt[t] && j < VMDK_GTES; j++)
-			vdk_put_le32(buf + 4 * ((t - i) * VMDK_GTES + j), x->gt[t][j]);
+			vdk_put_le32(buf + 4 * ((t - a) * VMDK_GTES + j), x->gt[t][j]);
 }
 
 /* Write the tables [i, i + n) found at sector gts. A new file reads zeroes
@@ -438,8 +438,8 @@ static void vmdk_fill_gts(const struct vmdk_wext *x, uint64_t i, uint64_t n, uin
  * untouched tables unwritten: an empty 2 TiB disk wrote 256 MiB of zero
  * tables (1.0 s on this VM's disk), and 1 GiB scattered over 2 TiB in
  * batches of 256 tables allocated 1.25 GiB against qemu's 1.03. */
-static int vmdk_write_gts(struct vmdk_wext *x, uint64_t i, uint64_t n, const uint8_t *buf,
-                          uint64_t gts, struct vdk_err *e)
+static int vmdk_write_gts(struct vmdk_wext *x, uint64_t i, uint64_t n, uint8_t *buf, uint64_t gts,
+                          struct vdk_err *e)
 {
 	const uint64_t gt_bytes = VMDK_GTES * 4;
 	bool skip = x->sink->flags & VDK_SINK_ZEROED;
@@ -451,7 +451,8 @@ static int vmdk_write_gts(struct vmdk_wext *x, uint64_t i, uint64_t n, const uin
 		uint64_t b = a + 1;
 		while (b < i + n && (!skip || x->gt[b]))
 			b++;
-		int r = vdk_sink_pwrite(x->sink, buf + (a - i) * gt_bytes, (b - a) * gt_bytes,
+		vmdk_fill_gts(x, a, b, buf);
+		int r = vdk_sink_pwrite(x->sink, buf, (b - a) * gt_bytes,
 		                        gts * VMDK_SECTOR + a * gt_bytes, e);
 		if (r)
 			return r;
@@ -473,9 +474,7 @@ static int vmdk_write_tables(struct vdk_writer *w, struct vmdk_wext *x, struct v
 			vdk_put_le32(gd + 4 * i, (uint32_t)(gts + i * gt_sec));
 		r = vdk_sink_pwrite(x->sink, gd, x->gd_sectors * VMDK_SECTOR, dir * VMDK_SECTOR, e);
 		for (uint64_t i = 0; i < x->gt_n && r == 0; i += batch) {
-			uint64_t n = VDK_MIN(batch, x->gt_n - i);
-			vmdk_fill_gts(x, i, n, buf);
-			r = vmdk_write_gts(x, i, n, buf, gts, e);
+			r = vmdk_write_gts(x, i, VDK_MIN(batch, x->gt_n - i), buf, gts, e);
 		}
 	}
 	free(buf);
