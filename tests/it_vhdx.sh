@@ -2,7 +2,8 @@
 # VHDX against its oracles: qemu-img (both ways), libvhdi (vhdiinfo,
 # vhdimount for 4096-byte sectors qemu cannot read), the real-world files in
 # ../shared/testdata, malformed files through the CLI, and vmdk2vhdx cloning
-# a 4 GiB flat VMDK on an XFS reflink loop filesystem.
+# a 1 GiB flat VMDK on an XFS reflink loop filesystem (make bench-scale
+# clones 16 GiB of 100,000 extents).
 source "$(dirname "$0")/lib.sh"
 V2V="$TOP/bin/vmdk2vhdx"
 MiB=1048576
@@ -150,15 +151,25 @@ xfs_clone_test() {
 	"$VDKIT" info -f vmdk /dev/null 2>&1 | grep -qi "unknown.*format" &&
 		{ skip "XFS reflink test: the vmdk format is not registered yet"; return; }
 	local img="$T/xfs.img" mnt="$T/xfs"
+	# The data is written, synced and compared in full, and a cold read
+	# through the loop device runs at 100-300 MB/s here: 1 GiB keeps the
+	# test near 15 s (4 GiB took 80 s). A tmpfs backing file makes the
+	# write and sync cheaper than this disk does.
+	local shm_kib
+	shm_kib=$(df --output=avail -k /dev/shm 2>/dev/null | tail -1)
+	if [ "${shm_kib:-0}" -gt $((10 << 20)) ]; then
+		XFS_SHM=$(mktemp -d /dev/shm/vdkit-xfs.XXXXXX) && img="$XFS_SHM/xfs.img"
+	fi
+	XFS_SHM=${XFS_SHM:-}
 	mkdir -p "$mnt"
 	truncate -s 6G "$img"
 	mkfs.xfs -q -m reflink=1 "$img" >/dev/null || { skip "mkfs.xfs -m reflink=1 failed"; return; }
 	XFS_LOOP=$(losetup -f --show "$img") || { skip "XFS reflink test: no loop device"; return; }
 	XFS_MNT=$mnt
 	# always unmount and detach, whatever happens below
-	trap 'umount "$XFS_MNT" 2>/dev/null; losetup -d "$XFS_LOOP" 2>/dev/null; rm -rf "$T"' EXIT
+	trap 'umount "$XFS_MNT" 2>/dev/null; losetup -d "$XFS_LOOP" 2>/dev/null; rm -rf "$T" ${XFS_SHM:+"$XFS_SHM"}' EXIT
 	mount "$XFS_LOOP" "$mnt" || { skip "XFS reflink test: mount failed"; return; }
-	local size=$((4096 * MiB))
+	local size=$((1024 * MiB))
 	openssl enc -aes-128-ctr -pass pass:vdkit -nosalt -pbkdf2 </dev/zero 2>/dev/null |
 		head -c $size >"$mnt/disk-flat.vmdk"
 	printf '# Disk DescriptorFile\nversion=1\nencoding="UTF-8"\nCID=12345678\nparentCID=ffffffff\ncreateType="vmfs"\n\n# Extent description\nRW %d VMFS "disk-flat.vmdk"\n\n# The Disk Data Base\n#DDB\n\nddb.adapterType = "lsilogic"\nddb.virtualHWVersion = "14"\n' \
@@ -173,16 +184,17 @@ xfs_clone_test() {
 	sync
 	after=$(df --output=used -B1 "$mnt" | tail -1)
 	local ms=$(((t1 - t0) / 1000000)) grown=$((after - before))
-	echo "# vmdk2vhdx 4 GiB flat on XFS reflink: ${ms} ms, ${grown} bytes newly allocated"
+	echo "# vmdk2vhdx 1 GiB flat on XFS reflink: ${ms} ms, ${grown} bytes newly allocated"
 	echo "# $out"
-	[ $rc = 0 ] && pass "vmdk2vhdx converts the 4 GiB flat VMDK" || fail "vmdk2vhdx: $out"
-	grep -q "cloned=$size " <<<"$out" && pass "all 4 GiB were cloned" || fail "not all cloned: $out"
+	[ $rc = 0 ] && pass "vmdk2vhdx converts the 1 GiB flat VMDK" || fail "vmdk2vhdx: $out"
+	grep -q "cloned=$size " <<<"$out" && pass "all 1 GiB was cloned" || fail "not all cloned: $out"
 	[ $ms -lt 1000 ] && pass "conversion took ${ms} ms (< 1 s)" || fail "conversion took ${ms} ms"
-	[ $grown -lt $((size / 100)) ] && pass "${grown} bytes newly allocated (< 1% of 4 GiB)" ||
+	[ $grown -lt $((size / 100)) ] && pass "${grown} bytes newly allocated (< 1% of 1 GiB)" ||
 		fail "${grown} bytes newly allocated"
 	check "qemu-img compare finds the VMDK and the VHDX identical" \
 		qemu-img compare "$mnt/disk.vmdk" "$mnt/disk.vhdx"
 	umount "$mnt" && losetup -d "$XFS_LOOP"
+	[ -z "$XFS_SHM" ] || rm -rf "$XFS_SHM"
 	trap 'rm -rf "$T"' EXIT
 }
 xfs_clone_test

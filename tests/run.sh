@@ -4,13 +4,19 @@
 set -u
 cd "$(dirname "$0")/.."
 pass=0 failn=0 skipn=0 crashed=0
+times=()
 log=$(mktemp)
 run_one() {
 	local name=$1; shift
 	echo "== $name"
+	local t0=$EPOCHREALTIME
 	"$@" >"$log" 2>&1
 	local rc=$?
 	cat "$log"
+	# Wall time per program, so the slow ones show in every CI log.
+	local ms=$(( (${EPOCHREALTIME/./} - ${t0/./}) / 1000 ))
+	echo "# $name: $((ms / 1000)).$(printf %03d $((ms % 1000))) s"
+	times+=("$ms $name")
 	local p f s
 	p=$(grep -c '^ok - ' "$log"); f=$(grep -c '^not ok - ' "$log"); s=$(grep -c '^skip - ' "$log")
 	pass=$((pass + p)); failn=$((failn + f)); skipn=$((skipn + s))
@@ -40,5 +46,7 @@ for t in tests/it_*.sh; do
 done
 rm -f "$log"
 echo
+echo "# slowest programs (ms):"
+printf '%s\n' "${times[@]}" | sort -rn | head -8 | sed 's/^/#   /'
 echo "$pass passed, $failn failed, $skipn skipped"
 [ "$failn" -eq 0 ]
