@@ -114,10 +114,16 @@ if [ -f "$TD/dfvfs/ext2.vhd" ]; then
 		"$VDKIT" convert -q -O raw "$T/$n.vhd" "$T/$n.raw" &&
 			check "$n: qemu-img finds vdkit's raw identical" \
 				qemu-img compare -f vpc -F raw "$T/$n.vhd" "$T/$n.raw"
-		# SHA-256 of the raw view without writing 127 GiB (about a minute).
-		[ "$("$TOP/bin/vdk-rawsha" "$T/$n.vhd" vpc)" = "$(listed "$n")" ] &&
-			pass "$n: listed SHA-256" || fail "$n: sha"
-		rm -f "$T/$n.vhd" "$T/$n.raw"
+		rm -f "$T/$n.raw"
+		# SHA-256 of the raw view without writing 127 GiB: 100 s of hashing
+		# zeroes each, so the two run side by side, one per core.
+		"$TOP/bin/vdk-rawsha" "$T/$n.vhd" vpc >"$T/$n.sha" 2>&1 &
+	done
+	wait
+	for n in hyperv2012r2-dynamic virtualpc-dynamic; do
+		[ "$(cat "$T/$n.sha")" = "$(listed "$n")" ] && pass "$n: listed SHA-256" ||
+			fail "$n: sha $(cat "$T/$n.sha")"
+		rm -f "$T/$n.vhd"
 	done
 	bzcat "$TD/qemu-iotests/afl5.img.bz2" >"$T/afl5.img"
 	"$VDKIT" info -f vpc "$T/afl5.img" >/dev/null 2>"$T/afl.err"
