@@ -489,7 +489,8 @@ static int target_in_place(const char *path, const struct stat *st, const struct
 	k->limit = devsize;
 	if (dev)
 		k->blksize = 4096;
-	k->flags = o && o->target_is_zero ? VDK_SINK_ZEROED : 0;
+	if (o && o->target_is_zero)
+		k->flags |= VDK_SINK_ZEROED;
 	return 0;
 }
 
@@ -520,7 +521,7 @@ static int target_new(const char *path, const char *real, struct vdk_sink **out,
 	}
 	r = file_sink_wrap(real, t.fd, &t, out, e);
 	if (!r)
-		(*out)->flags = VDK_SINK_ZEROED;
+		(*out)->flags |= VDK_SINK_ZEROED;
 	return r;
 }
 
