@@ -14,6 +14,7 @@
  * in WORKDIR at start; -i rebuilds, runs and saves one mutant; -R reports again on the results a
  * run left in DIR (same -n, -s, -j and seeds). The exit status is 1 when a divergence, crash,
  * timeout or lenient class is not in the known classes table (diff_report.c). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -515,6 +516,28 @@ static int fd_parse(int argc, char **argv, struct fd_opts *o)
 	return optind;
 }
 
+/* A run killed before its cleanup (Ctrl-C, a CI timeout) leaves its
+ * /dev/shm work folder behind, up to gigabytes of images: the next run
+ * removes those whose process is gone. */
+static void fd_sweep_stale(void)
+{
+	DIR *d = opendir("/dev/shm");
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		long pid;
+		char end;
+		if (sscanf(de->d_name, "vdkit-fuzz-diff.%ld%c", &pid, &end) != 1 || pid <= 0)
+			continue;
+		if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue; /* alive, or not ours to judge */
+		char cmd[300];
+		snprintf(cmd, sizeof cmd, "rm -rf '/dev/shm/%s'", de->d_name);
+		fd_sh(cmd);
+	}
+	if (d)
+		closedir(d);
+}
+
 int main(int argc, char **argv)
 {
 	struct fd_opts o;
@@ -522,6 +545,7 @@ int main(int argc, char **argv)
 	int first = fd_parse(argc, argv, &o), rc = 1;
 	if (first < 0)
 		return fd_usage();
+	fd_sweep_stale();
 	if (mkdir(o.work, 0755) && errno != EEXIST) {
 		perror(o.work);
 		return 1;
