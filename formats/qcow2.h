@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "format.h"
+#include "pool.h"
 
 #define QCOW2_MAGIC      0x514649fbu /* "QFI\xfb" */
 #define QCOW2_HDR_V2_LEN 72u
@@ -105,7 +106,6 @@ struct qcow2_l2slot {
 	uint64_t stamp; /* LRU */
 };
 
-#define QCOW2_CTX_POOL 16
 
 struct qcow2_state {
 	uint32_t version;
@@ -142,15 +142,14 @@ struct qcow2_state {
 	uint64_t *meta_maxend;
 	size_t nmeta;
 
-	/* L2 table cache and decompression contexts, shared by worker
-	 * threads (pread/extents may run concurrently). */
+	/* L2 table cache, shared by worker threads (pread/extents may run
+	 * concurrently), and their decompression contexts. */
 	pthread_mutex_t lock;
 	bool lock_ok;
 	struct qcow2_l2slot *slots;
 	unsigned nslots;
 	uint64_t clock;
-	void *dctx[QCOW2_CTX_POOL];
-	unsigned ndctx;
+	struct vdk_pool dctx;
 };
 
 /* Writer state. Guest cluster g maps to l2[g / l2_entries][g % l2_entries]
@@ -177,10 +176,7 @@ struct qcow2_wstate {
 	uint64_t ccur;   /* next free byte for compressed data */
 	uint16_t *rc;    /* compress mode: refcount per host cluster */
 	uint64_t rc_len;
-	pthread_mutex_t lock; /* compressor pool (encode runs on workers) */
-	bool lock_ok;
-	void *cctx[QCOW2_CTX_POOL];
-	unsigned ncctx;
+	struct vdk_pool cctx; /* compressors (encode runs on workers) */
 	int data_fd;
 	uint64_t data_dev, data_ino;
 	char *data_ref;    /* the name stored in the image */

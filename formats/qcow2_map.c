@@ -14,23 +14,25 @@
 #define QCOW2_CACHE_BYTES (8u << 20)
 #define QCOW2_BATCH       128u
 
+static void qcow2_ctx_drop(void *arg, void *c)
+{
+	if (((struct qcow2_state *)arg)->comp_type == QCOW2_COMP_ZSTD)
+		ZSTD_freeDCtx(c);
+	else
+		vdk_inflater_free(c);
+}
+
 int qcow2_map_init(struct vdk_image *img, struct vdk_err *e)
 {
 	struct qcow2_state *s = img->state;
 	if (pthread_mutex_init(&s->lock, NULL))
 		return vdk_nomem(e, img->src->name, "qcow2", "a lock");
 	s->lock_ok = true;
+	if (vdk_pool_init(&s->dctx, qcow2_ctx_drop, s))
+		return vdk_nomem(e, img->src->name, "qcow2", "a lock");
 	s->nslots = VDK_MAX(4u, VDK_MIN(64u, QCOW2_CACHE_BYTES / s->cluster_size));
 	s->slots = calloc(s->nslots, sizeof(*s->slots));
 	return s->slots ? 0 : vdk_nomem(e, img->src->name, "qcow2", "the L2 cache");
-}
-
-static void qcow2_ctx_free(uint32_t type, void *c)
-{
-	if (type == QCOW2_COMP_ZSTD)
-		ZSTD_freeDCtx(c);
-	else
-		vdk_inflater_free(c);
 }
 
 void qcow2_map_free(struct qcow2_state *s)
@@ -38,8 +40,7 @@ void qcow2_map_free(struct qcow2_state *s)
 	for (unsigned i = 0; s->slots && i < s->nslots; i++)
 		free(s->slots[i].ent);
 	free(s->slots);
-	for (unsigned i = 0; i < s->ndctx; i++)
-		qcow2_ctx_free(s->comp_type, s->dctx[i]);
+	vdk_pool_fini(&s->dctx);
 	if (s->lock_ok)
 		pthread_mutex_destroy(&s->lock);
 }
@@ -268,31 +269,15 @@ int qcow2_extents(struct vdk_image *img, uint64_t off, uint64_t len, struct vdk_
 	return qcow2_walk(img, off, off + len, qcow2_extent_fn, out, e);
 }
 
-/* Decompression contexts: a small pool shared by worker threads. */
+/* A decompression context from the image's pool, or a new one. */
 static void *qcow2_dctx_get(struct qcow2_state *s)
 {
-	void *c = NULL;
-	pthread_mutex_lock(&s->lock);
-	if (s->ndctx)
-		c = s->dctx[--s->ndctx];
-	pthread_mutex_unlock(&s->lock);
+	void *c = vdk_pool_take(&s->dctx);
 	if (c)
 		return c;
 	if (s->comp_type == QCOW2_COMP_ZSTD)
 		return ZSTD_createDCtx();
 	return vdk_inflater_new(VDK_WRAP_RAW);
-}
-
-static void qcow2_dctx_put(struct qcow2_state *s, void *c)
-{
-	pthread_mutex_lock(&s->lock);
-	if (s->ndctx < QCOW2_CTX_POOL) {
-		s->dctx[s->ndctx++] = c;
-		c = NULL;
-	}
-	pthread_mutex_unlock(&s->lock);
-	if (c)
-		qcow2_ctx_free(s->comp_type, c);
 }
 
 /* qemu stops decompressing once a whole cluster came out: the final sector
@@ -343,7 +328,7 @@ static int qcow2_inflate(struct vdk_image *img, uint64_t ent, uint64_t guest, ui
 		/* Exact: a stream that ends before a whole cluster is damage. */
 		ok = vdk_inflate(c, in, (size_t)clen, out, s->cluster_size, NULL) == 0;
 	}
-	qcow2_dctx_put(s, c);
+	vdk_pool_give(&s->dctx, c);
 	if (!ok)
 		return vdk_bad(e, src->name, FMT, coff,
 		               "compressed cluster (%s) does not inflate "

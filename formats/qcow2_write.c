@@ -264,8 +264,18 @@ static int qcow2w_opt_backing(struct vdk_writer *w, struct qcow2_wstate *s, stru
 	return 0;
 }
 
+/* Compressors the pool cannot keep (and those left at close). */
+static void qcow2w_cctx_drop(void *arg, void *c)
+{
+	if (((struct qcow2_wstate *)arg)->comp_type == QCOW2_COMP_ZSTD)
+		ZSTD_freeCCtx(c);
+	else
+		vdk_deflater_free(c);
+}
+
 /* preallocation=falloc reserves the data area of the metadata layout,
  * full writes zeroes over it (qemu-img's meanings). */
+
 static int qcow2w_prealloc_data(struct vdk_writer *w, struct qcow2_wstate *s, struct vdk_err *e)
 {
 	uint64_t len = s->nclusters << s->cluster_bits;
@@ -298,9 +308,8 @@ int qcow2_create(struct vdk_writer *w, struct vdk_err *e)
 	if (w->sink->flags & VDK_SINK_SEQUENTIAL)
 		return vdk_unsup(e, w->sink->name, FMT, VDK_NO_OFFSET,
 		                 "qcow2 output needs a seekable file");
-	if (pthread_mutex_init(&s->lock, NULL))
+	if (vdk_pool_init(&s->cctx, qcow2w_cctx_drop, s))
 		return vdk_nomem(e, w->sink->name, FMT, "a lock");
-	s->lock_ok = true;
 	/* vdkit's own option (qemu-img has none): deflate 1..12, zstd 1..19.
 	 * Deflate levels are convert/codec.h's: 1..3 ISA-L igzip 1..3 when
 	 * built with ISA-L, 4..12 libdeflate's. Level 1 is within ~10% of
@@ -461,38 +470,14 @@ int qcow2_clone(struct vdk_writer *w, uint64_t off, uint64_t len, int src_fd, ui
 
 /* ---- compression: encode on worker threads, write_encoded in order ---- */
 
-static void qcow2w_cctx_free(uint32_t type, void *c)
-{
-	if (type == QCOW2_COMP_ZSTD)
-		ZSTD_freeCCtx(c);
-	else
-		vdk_deflater_free(c);
-}
-
 static void *qcow2w_cctx_get(struct qcow2_wstate *s)
 {
-	void *c = NULL;
-	pthread_mutex_lock(&s->lock);
-	if (s->ncctx)
-		c = s->cctx[--s->ncctx];
-	pthread_mutex_unlock(&s->lock);
+	void *c = vdk_pool_take(&s->cctx);
 	if (c)
 		return c;
 	if (s->comp_type == QCOW2_COMP_ZSTD)
 		return ZSTD_createCCtx();
 	return vdk_deflater_new(VDK_WRAP_RAW, s->level);
-}
-
-static void qcow2w_cctx_put(struct qcow2_wstate *s, void *c)
-{
-	pthread_mutex_lock(&s->lock);
-	if (s->ncctx < QCOW2_CTX_POOL) {
-		s->cctx[s->ncctx++] = c;
-		c = NULL;
-	}
-	pthread_mutex_unlock(&s->lock);
-	if (c)
-		qcow2w_cctx_free(s->comp_type, c);
 }
 
 /* Compress one whole cluster into out (room for cs - 1 bytes: qemu only
@@ -550,7 +535,7 @@ int qcow2_encode(struct vdk_writer *w, const void *buf, size_t len, uint64_t off
 	if ((s->compress && !c) || (len % cs && !pad)) {
 		free(pad);
 		if (c)
-			qcow2w_cctx_put(s, c);
+			vdk_pool_give(&s->cctx, c);
 		return vdk_nomem(e, w->sink->name, FMT, "a compressor");
 	}
 	const uint8_t *p = buf;
@@ -558,7 +543,7 @@ int qcow2_encode(struct vdk_writer *w, const void *buf, size_t len, uint64_t off
 		qcow2w_encode_one(s, c, p + i * cs, VDK_MIN(cs, len - i * cs), pad, out);
 	free(pad);
 	if (c)
-		qcow2w_cctx_put(s, c);
+		vdk_pool_give(&s->cctx, c);
 	return 0;
 }
 
@@ -801,10 +786,7 @@ void qcow2_wclose(struct vdk_writer *w)
 	free(s->data_ref);
 	free(s->backing);
 	free(s->backing_fmt);
-	for (unsigned i = 0; i < s->ncctx; i++)
-		qcow2w_cctx_free(s->comp_type, s->cctx[i]);
-	if (s->lock_ok)
-		pthread_mutex_destroy(&s->lock);
+	vdk_pool_fini(&s->cctx);
 	if (s->data_mode && s->data_fd >= 0)
 		close(s->data_fd);
 }

@@ -313,13 +313,19 @@ static int vmdk_check_parent(struct vdk_image *img, struct vdk_err *e)
 	return 0;
 }
 
+static void vmdk_rctx_drop(void *arg, void *item)
+{
+	(void)arg;
+	vmdk_rctx_free(item);
+	free(item);
+}
+
 static int vmdk_open(struct vdk_image *img, struct vdk_err *e)
 {
 	struct vmdk_state *st = img->state;
 	uint8_t m[8] = {0};
-	if (pthread_mutex_init(&st->rlock, NULL))
+	if (vdk_pool_init(&st->rpool, vmdk_rctx_drop, NULL))
 		return vmdk_oom(img, e);
-	st->rlock_ok = true;
 	if (img->src->size != VDK_SIZE_UNKNOWN && img->src->size < 4)
 		return vdk_bad(e, img->src->name, "vmdk", 0, "file too small to be a VMDK");
 	size_t got = 0;
@@ -542,33 +548,14 @@ static int vmdk_read_ext(const struct vmdk_ext *x, uint8_t *buf, uint64_t rel, u
 	return have ? vdk_src_pread(x->src, buf, have, at, e) : 0;
 }
 
-/* Read contexts: a small pool shared by the worker threads, so the
- * inflater and buffers are not allocated again for every request. */
+/* A request's read context (inflater, buffers) from the image's pool. */
 static struct vmdk_rctx *vmdk_rctx_get(struct vmdk_state *st)
 {
-	struct vmdk_rctx *c = NULL;
-	pthread_mutex_lock(&st->rlock);
-	if (st->n_rpool)
-		c = st->rpool[--st->n_rpool];
-	pthread_mutex_unlock(&st->rlock);
+	struct vmdk_rctx *c = vdk_pool_take(&st->rpool);
 	if (!c)
 		return calloc(1, sizeof(*c));
 	c->wsrc = NULL; /* file bytes are never reused from an earlier request */
 	return c;
-}
-
-static void vmdk_rctx_put(struct vmdk_state *st, struct vmdk_rctx *c)
-{
-	pthread_mutex_lock(&st->rlock);
-	if (st->n_rpool < VMDK_RCTX_POOL) {
-		st->rpool[st->n_rpool++] = c;
-		c = NULL;
-	}
-	pthread_mutex_unlock(&st->rlock);
-	if (c) {
-		vmdk_rctx_free(c);
-		free(c);
-	}
 }
 
 static int vmdk_pread(struct vdk_image *img, void *buf, size_t len, uint64_t off, struct vdk_err *e)
@@ -597,7 +584,7 @@ static int vmdk_pread(struct vdk_image *img, void *buf, size_t len, uint64_t off
 		off += n;
 		len -= n;
 	}
-	vmdk_rctx_put(st, c);
+	vdk_pool_give(&st->rpool, c);
 	return r;
 }
 
@@ -690,12 +677,7 @@ static void vmdk_close(struct vdk_image *img)
 	}
 	free(st->ext);
 	vmdk_desc_free(&st->desc);
-	for (unsigned i = 0; i < st->n_rpool; i++) {
-		vmdk_rctx_free(st->rpool[i]);
-		free(st->rpool[i]);
-	}
-	if (st->rlock_ok)
-		pthread_mutex_destroy(&st->rlock);
+	vdk_pool_fini(&st->rpool);
 	memset(st, 0, sizeof(*st));
 }
 

@@ -5,12 +5,12 @@
 #ifndef VDK_VMDK_H
 #define VDK_VMDK_H
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "format.h"
+#include "pool.h"
 
 #define VMDK_SECTOR 512u
 /* A text descriptor larger than this is not a descriptor (qemu uses 1 MiB). */
@@ -175,7 +175,6 @@ struct vmdk_rctx {
 };
 /* Read-ahead bound per request, beyond the two grains one marker needs. */
 #define VMDK_RCTX_WINDOW (512u << 10)
-#define VMDK_RCTX_POOL   32u
 void vmdk_rctx_free(struct vmdk_rctx *c);
 /* Read [off, off+len) inside one allocated grain whose entry is gte. */
 int vmdk_sparse_read(struct vdk_src *src, const struct vmdk_sparse *sp, uint32_t gte, void *buf,
@@ -236,10 +235,7 @@ struct vmdk_state {
 	const char *create_type;
 	struct vmdk_ext *ext;
 	size_t n_ext;
-	pthread_mutex_t rlock; /* guards rpool (reads run on worker threads) */
-	bool rlock_ok;
-	struct vmdk_rctx *rpool[VMDK_RCTX_POOL];
-	unsigned n_rpool;
+	struct vdk_pool rpool; /* read contexts (reads run on worker threads) */
 };
 
 extern const struct vdk_format vdk_format_vmdk;
