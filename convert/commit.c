@@ -1,10 +1,12 @@
 /* vdkit commit and rebase -u (commit.h), over the update layer. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "commit.h"
+#include "create.h"
 #include "format.h"
 #include "json.h"
 #include "util.h"
@@ -136,6 +138,46 @@ static int commit_into(struct vdk_image *img, struct vdk_image *base,
 	return r;
 }
 
+/* qemu-img empties IMAGE unless -d (and -b implies -d). Its vmdk driver
+ * has no make_empty, so a VMDK stays as it was and qemu-img says nothing:
+ * vdkit does the same. A format that can be emptied names the options its
+ * writer makes IMAGE again from, or why it cannot (kept, with the reason). */
+static int commit_empty_plan(struct vdk_image *img, struct vdk_opts *eo, bool *empty,
+                             struct vdk_commit_result *res, struct vdk_err *e)
+{
+	const struct vdk_format *f = img->fmt;
+	if (!f->empty_opts || !f->create) {
+		res->kept_why = strcmp(f->name, "vmdk") ? "this format cannot be emptied" : NULL;
+		return 0;
+	}
+	const char *why = NULL;
+	int r = vdk_err_ensure(e, f->empty_opts(img, eo, &why, e), img->src->name, f->name,
+	                       "planning the emptying");
+	res->kept_why = why;
+	*empty = !r && !why;
+	return r;
+}
+
+/* IMAGE made again with no data of its own, beside it, then renamed over
+ * it (vdk_sink_create_file keeps the owner and mode): a kill leaves the
+ * committed full IMAGE or the empty one, and both read as the base. */
+static int commit_empty(const char *path, const struct vdk_format *f, uint64_t size,
+                        struct vdk_opts *eo, struct vdk_err *e)
+{
+	struct vdk_sink *sink;
+	int r = vdk_sink_create_file(path, &sink, e);
+	if (r)
+		return r;
+	r = vdk_image_create(f, sink, size, eo, e);
+	vdk_sink_close(sink); /* removes the temporary unless committed */
+	if (r) {
+		size_t n = strlen(e->msg);
+		snprintf(e->msg + n, sizeof(e->msg) - n,
+		         " (the commit itself completed; IMAGE was kept as it was)");
+	}
+	return r;
+}
+
 int vdk_commit(const char *path, const struct vdk_commit_opts *o, struct vdk_commit_result *res,
                struct vdk_err *e)
 {
@@ -156,15 +198,16 @@ int vdk_commit(const char *path, const struct vdk_commit_opts *o, struct vdk_com
 		r = commit_check_cids(img, base, o->force, e);
 	if (!r)
 		r = commit_into(img, base, o, res, e);
-	/* qemu-img empties IMAGE unless -d (and -b implies -d); its vmdk
-	 * driver has no make_empty, so a VMDK stays as it was, and qemu-img
-	 * says nothing. vdkit has no emptying for any format yet. */
+	struct vdk_opts eo = {0};
+	bool empty = false;
 	if (!r && !o->keep && !o->base)
-		res->kept_why = strcmp(img->fmt->name, "vmdk")
-		                    ? "emptying the image is not implemented for this format: it "
-		                      "was kept, as with -d"
-		                    : NULL;
+		r = commit_empty_plan(img, &eo, &empty, res, e);
+	const struct vdk_format *fmt = img->fmt;
+	uint64_t size = img->size;
 	vdk_image_close(img);
+	if (!r && empty)
+		r = commit_empty(path, fmt, size, &eo, e);
+	vdk_opts_free(&eo);
 	return r;
 }
 

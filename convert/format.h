@@ -236,6 +236,13 @@ struct vdk_format {
 	 * nothing else changed, crash-safe (qemu's bdrv_change_backing_file). */
 	int (*set_backing)(const char *path, const char *backing, const char *backing_fmt,
 	                   struct vdk_err *e);
+
+	/* ---- commit's emptying of IMAGE (optional): the writer options that
+	 * make img again with no data of its own, over the same backing file
+	 * (qemu's make_empty). *why instead, a static string, when the writer
+	 * cannot make it again (IMAGE is then kept, and the reason said). */
+	int (*empty_opts)(struct vdk_image *img, struct vdk_opts *o, const char **why,
+	                  struct vdk_err *e);
 };
 
 /* Registry (formats/registry.c) ------------------------------------- */

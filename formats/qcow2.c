@@ -464,6 +464,7 @@ const struct vdk_format vdk_format_qcow2 = {
     .wopts = qcow2_wopts,
     .resize = qcow2_resize,
     .set_backing = qcow2_set_backing,
+    .empty_opts = qcow2_empty_opts,
     .ustate_size = sizeof(struct qcow2_ustate),
     .update_open = qcow2_update_open,
     .update_write = qcow2_update_write,

@@ -233,9 +233,12 @@ int qcow2_clone(struct vdk_writer *w, uint64_t off, uint64_t len, int src_fd, ui
 int qcow2_finalize(struct vdk_writer *w, struct vdk_err *e);
 void qcow2_wclose(struct vdk_writer *w);
 
-/* qcow2_rebase.c: rebase -u (the format's set_backing callback). */
+/* qcow2_rebase.c: rebase -u (the format's set_backing callback) and the
+ * options commit's emptying of IMAGE recreates it from (empty_opts). */
 int qcow2_set_backing(const char *path, const char *backing, const char *backing_fmt,
                       struct vdk_err *e);
+int qcow2_empty_opts(struct vdk_image *img, struct vdk_opts *o, const char **why,
+                     struct vdk_err *e);
 /* qcow2_resize.c: the format's resize callback. */
 int qcow2_resize(const char *path, uint64_t size, bool shrink, struct vdk_opts *opts,
                  struct vdk_err *e);

@@ -3,9 +3,11 @@
  * its extensions and the backing file name in the first cluster (spec:
  * docs/interop/qcow2.txt, "Header" and "Header extensions"), so the new
  * header cluster is built in memory and written with one pwrite, then
- * synced: a process killed around it leaves the old or the new header. */
+ * synced: a process killed around it leaves the old or the new header.
+ * Also what commit's emptying of a qcow2 IMAGE makes it again from. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -135,5 +137,43 @@ int qcow2_set_backing(const char *path, const char *backing, const char *backing
 	free(b.old);
 	free(b.buf);
 	close(fd);
+	return r;
+}
+
+/* commit's emptying of IMAGE. qemu-img commit empties a qcow2 overlay
+ * (qcow2_make_empty: with no snapshots, the image is rebuilt with no
+ * clusters over the same backing file); vdkit's writer builds that image
+ * from these options, beside IMAGE, and it replaces IMAGE by rename, so a
+ * kill leaves the full or the empty image, both reading as the base. What
+ * the writer would not make again keeps IMAGE as it was: internal
+ * snapshots (qemu keeps them too, discarding only the active layer),
+ * persistent bitmaps, an external data file, extended L2 entries, and
+ * refcounts of other than 16 bits. */
+int qcow2_empty_opts(struct vdk_image *img, struct vdk_opts *o, const char **why,
+                     struct vdk_err *e)
+{
+	const struct qcow2_state *s = img->state;
+	*why = s->nb_snapshots ? "it has internal snapshots, which emptying would drop"
+	       : s->have_bitmaps ? "it holds persistent bitmaps, which emptying would drop"
+	       : s->data_name    ? "its clusters are in an external data file"
+	       : s->extl2        ? "it has extended L2 entries (subclusters), which vdkit does "
+	                           "not write"
+	       : s->refcount_order != 4 ? "its refcounts are not 16 bits wide, the only width "
+	                                  "vdkit writes"
+	       : !s->backing_name       ? "it has no backing file"
+	                                : NULL;
+	if (*why)
+		return 0;
+	char cs[16];
+	snprintf(cs, sizeof(cs), "%u", s->cluster_size);
+	int r = vdk_opts_set(o, "compat", s->version == 2 ? "0.10" : "1.1", e);
+	if (!r)
+		r = vdk_opts_set(o, "cluster_size", cs, e);
+	if (!r && s->comp_type == QCOW2_COMP_ZSTD)
+		r = vdk_opts_set(o, "compression_type", "zstd", e);
+	if (!r)
+		r = vdk_opts_set(o, "backing_file", s->backing_name, e);
+	if (!r && s->backing_fmt)
+		r = vdk_opts_set(o, "backing_fmt", s->backing_fmt, e);
 	return r;
 }

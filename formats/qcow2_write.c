@@ -702,10 +702,12 @@ static int qcow2w_write_refcounts(struct vdk_writer *w, uint64_t *rt_off, uint64
 	return r ? r : vdk_sink_truncate(w->sink, n * cs, e);
 }
 
-/* The backing_fmt extension at p, the end marker, then the name. */
+/* The backing_fmt extension at p, the end marker, then the name. Version
+ * 2 has header extensions too, right after its 72-byte header (qemu-img
+ * create -o compat=0.10 -F writes this one). */
 static size_t qcow2w_backing_name(const struct qcow2_wstate *s, uint8_t *h, size_t p)
 {
-	if (s->backing && s->backing_fmt && s->version >= 3) {
+	if (s->backing && s->backing_fmt) {
 		size_t n = strlen(s->backing_fmt);
 		vdk_put_be32(h + p, QCOW2_EXT_BACKING_FMT);
 		vdk_put_be32(h + p + 4, (uint32_t)n);

@@ -144,14 +144,15 @@ kind twoGbMaxExtentFlat $(( (2 << 30) + (8 << 20) ))
 kind vmfs $((16 << 20))
 
 D="$T/ov"; mkdir -p "$D"
-for bf in raw vmdk; do
+for bf in raw vmdk vpc vhdx; do
 	qemu-img create -q -f "$bf" "$D/b.$bf" 16M
 	qio "$bf" "$D/b.$bf" -c 'write -P 1 0 2M'
 	qemu-img create -q -f qcow2 -b "b.$bf" -F "$bf" "$D/t-$bf.qcow2"
 	qio qcow2 "$D/t-$bf.qcow2" -c 'write -P 2 1M 2M' -c 'write -z 0 64k' -c 'write -P 3 9M 33k'
 	snap "$D/t-$bf.qcow2" "$D/before.raw"
 	out=$("$V" commit "$D/t-$bf.qcow2" 2>&1)
-	same "$D/before.raw" "$D/b.$bf" "$bf" && pass "commit of a qcow2 overlay into its $bf backing file ($(echo "$out" | tail -1))" ||
+	same "$D/before.raw" "$D/b.$bf" "$bf" && { [ "$bf" = raw ] || [ "$bf" = vmdk ] || qemu-img check -q -f "$bf" "$D/b.$bf" >/dev/null 2>&1 || [ $? = 63 ]; } &&
+		pass "commit of a qcow2 overlay into its $bf backing file ($(echo "$out" | tail -1))" ||
 		fail "commit qcow2 -> $bf: $out"
 done
 qemu-img create -q -f qcow2 "$D/b.qcow2" 16M
@@ -167,6 +168,51 @@ elif echo "$out" | grep -q "cannot be updated"; then
 else
 	fail "commit into a qcow2 parent: $out"
 fi
+
+# ---- IMAGE emptied after the commit, as qemu-img commit empties it (on a
+# copy of the chain, the oracle), and kept with -d or internal snapshots
+D="$T/empty"; mkdir -p "$D"
+qinfo() { qemu-img info "$1" | grep -E '^backing file|compat:|compression type:|cluster_size:'; }
+for kind in "v3:" "v2:-o compat=0.10,cluster_size=4096" "zstd:-o compression_type=zstd"; do
+	n=${kind%%:*}
+	qemu-img create -q -f qcow2 "$D/b-$n.qcow2" 16M
+	qio qcow2 "$D/b-$n.qcow2" -c 'write -P 1 0 4M'
+	qemu-img create -q -f qcow2 ${kind#*:} -b "b-$n.qcow2" -F qcow2 "$D/t-$n.qcow2"
+	qio qcow2 "$D/t-$n.qcow2" -c 'write -P 2 1M 2M' -c 'write -P 3 9M 33k'
+	chmod 640 "$D/t-$n.qcow2"
+	snap "$D/t-$n.qcow2" "$D/before.raw"
+	was=$(qinfo "$D/t-$n.qcow2")
+	mkdir -p "$D/q-$n"; cp "$D/b-$n.qcow2" "$D/t-$n.qcow2" "$D/q-$n/"
+	qemu-img commit -q "$D/q-$n/t-$n.qcow2"
+	out=$("$V" commit "$D/t-$n.qcow2" 2>&1); rc=$?
+	own=$(qemu-img map --output=json "$D/t-$n.qcow2" | grep -c '"depth": 0')
+	qown=$(qemu-img map --output=json "$D/q-$n/t-$n.qcow2" | grep -c '"depth": 0')
+	[ $rc -eq 0 ] && [ "$out" = "Image committed." ] && [ "$own" = 0 ] && [ "$qown" = 0 ] &&
+		same "$D/before.raw" "$D/t-$n.qcow2" qcow2 && same "$D/before.raw" "$D/b-$n.qcow2" qcow2 &&
+		pass "$n overlay: emptied after the commit like qemu-img's copy (no cluster of its own), reads as before" ||
+		fail "$n overlay emptying: exit $rc, $out, own extents $own (qemu's copy $qown)"
+	[ "$(qinfo "$D/t-$n.qcow2")" = "$was" ] && [ "$(stat -c %a "$D/t-$n.qcow2")" = 640 ] &&
+		qemu-img check -q "$D/t-$n.qcow2" >/dev/null &&
+		pass "$n overlay: same backing name and format, compat, compression and cluster size; mode kept; check clean" ||
+		fail "$n overlay after emptying: $(qinfo "$D/t-$n.qcow2" | tr '\n' ' ') (was $(echo $was)), mode $(stat -c %a "$D/t-$n.qcow2")"
+	sz=$(stat -c %s "$D/t-$n.qcow2") qsz=$(stat -c %s "$D/q-$n/t-$n.qcow2")
+	echo "# $n: emptied IMAGE is $sz bytes, qemu-img's $qsz"
+	[ "$sz" -le $((qsz + 65536)) ] && pass "$n overlay: emptied file $sz bytes (qemu-img's: $qsz)" ||
+		fail "$n overlay: emptied file $sz bytes, qemu-img's $qsz"
+done
+qemu-img create -q -f qcow2 "$D/bk.qcow2" 16M
+qemu-img create -q -f qcow2 -b bk.qcow2 -F qcow2 "$D/tk.qcow2"
+qio qcow2 "$D/tk.qcow2" -c 'write -P 2 1M 2M'
+cp "$D/tk.qcow2" "$D/ts.qcow2"
+record "$D/tk.qcow2"
+"$V" commit -q -d "$D/tk.qcow2" && unchanged "commit -d: the qcow2 IMAGE is kept byte-identical" "$D/tk.qcow2"
+qemu-img snapshot -c s1 "$D/ts.qcow2"
+record "$D/ts.qcow2"
+out=$("$V" commit "$D/ts.qcow2" 2>&1); rc=$?
+[ $rc -eq 0 ] && grep -q "not emptied (it has internal snapshots" <<<"$out" &&
+	pass "an IMAGE with internal snapshots is committed and kept, with the reason: $(head -1 <<<"$out")" ||
+	fail "commit of an IMAGE with snapshots: exit $rc, $out"
+unchanged "the IMAGE with internal snapshots is byte-identical" "$D/ts.qcow2"
 
 # ---- a grain table the parent's directory does not have yet
 D="$T/gt"; mkdir -p "$D"

@@ -67,7 +67,8 @@ int cmd_commit(int argc, char **argv)
 	if (r)
 		return cli_fail(&e);
 	if (res.kept_why)
-		fprintf(stderr, "%s: %s: %s\n", cli_prog, argv[optind], res.kept_why);
+		fprintf(stderr, "%s: %s: not emptied (%s): it was kept, as with -d\n", cli_prog,
+		        argv[optind], res.kept_why);
 	if (!quiet)
 		printf("Image committed.\n");
 	return CLI_OK;
