@@ -92,7 +92,8 @@ static const struct help_verb help_verbs[] = {
      "Write IMAGE's own data into its backing file (or into BASE, with every layer between), "
      "in place.",
      "  -f FMT                 format of IMAGE (probed when absent)\n"
-     "  -d                     keep IMAGE's data (vdkit always keeps it: see the README)\n"
+     "  -d                     keep IMAGE as it is (else a qcow2 IMAGE is emptied, as\n"
+     "                         qemu-img does; a VMDK IMAGE is always kept, as qemu-img keeps it)\n"
      "  -b BASE                commit down into BASE, an image of IMAGE's chain (implies -d)\n"
      "  -p                     progress: (NN.NN/100%) on stdout\n"
      "  -q                     quiet\n"
