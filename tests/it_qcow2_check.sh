@@ -100,6 +100,16 @@ same "L2 entry pointing at the refcount block" "$T/l2rb.qcow2" 2
 "$VDKIT" check "$T/l2rb.qcow2" 2>&1 | grep -q "overlap: cluster $((RB / CS)) (offset $(printf 0x%x "$RB")) is used as data cluster and as refcount block" &&
 	pass "check names the overlap and its offset" || fail "check does not name the overlap"
 
+# qemu-img check -q: no report, the same exit code (clean, leaks, corruption)
+qbad=0
+for f in a leak hdr; do
+	out=$("$VDKIT" check -q -T none "$T/$f.qcow2" 2>&1); rc=$?
+	qemu-img check -q -T none "$T/$f.qcow2" >/dev/null 2>&1; qrc=$?
+	[ -z "$out" ] && [ $rc = $qrc ] || { qbad=1; echo "# check -q $f: rc $rc (qemu-img $qrc), output: $out"; }
+done
+[ $qbad = 0 ] && pass "check -q -T none: silent, exit codes equal qemu-img check -q's (0, 3, 2)" ||
+	fail "check -q differs from qemu-img check -q"
+
 # --- repair ---------------------------------------------------------------
 cp "$T/leak.qcow2" "$T/fix.qcow2"
 "$VDKIT" check -r leaks "$T/fix.qcow2" >/dev/null 2>&1; rc=$?

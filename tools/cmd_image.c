@@ -15,12 +15,14 @@ struct image_args {
 	bool json;
 	bool repair;
 	bool chain;   /* info --backing-chain */
+	bool quiet;   /* check -q: the exit code only */
 	unsigned fix; /* check -r leaks|all: VDK_FIX_* */
 	struct vdk_open_opts open;
 	const char *path;
 };
 
-/* Parse the options shared by info/map/check; extra "r" for check. */
+/* Parse the options shared by info/map/check; extra "r", "q" and "T" for
+ * check (qemu-img check's repair, quiet and source cache mode). */
 static int image_args(int argc, char **argv, bool allow_repair, struct image_args *a)
 {
 	static const struct option lo[] = {
@@ -34,13 +36,17 @@ static int image_args(int argc, char **argv, bool allow_repair, struct image_arg
 	memset(a, 0, sizeof(*a));
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, allow_repair ? "f:rU" : "f:U", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, allow_repair ? "f:rqT:U" : "f:U", lo, NULL)) != -1) {
 		if (cli_open_opt(c, optarg, &a->open) || c == 'U') /* -U: vdkit takes no locks */
 			continue;
 		if (c == 'B' && !strcmp(argv[0], "info"))
 			a->chain = true;
 		else if (c == 'f')
 			a->fmt = optarg;
+		else if (c == 'q')
+			a->quiet = true;
+		else if (c == 'T')
+			continue; /* accepted: vdkit reads without a cache mode */
 		else if (c == 'r') {
 			/* qemu-img's "-r leaks" / "-r all"; a bare -r means all. */
 			a->repair = true;
@@ -359,7 +365,7 @@ int cmd_check(int argc, char **argv)
 	}
 	if (a.json)
 		check_json(&a, fmt, &res);
-	else
+	else if (!a.quiet)
 		check_human(&res);
 	vdk_findings_free(&res.findings);
 	if (res.check_errors)

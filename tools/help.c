@@ -28,11 +28,13 @@ static const struct help_verb help_verbs[] = {
      "  --output=json|human    output format (default human)\n"
      "  --backing-chain        describe the image and each backing file (JSON: an array)\n"
      "  -U, --force-share      accepted (vdkit never locks images)\n" HELP_OPEN},
-    {"check", "check [-f FMT] [--output=json|human] [-r] IMAGE",
+    {"check", "check [-f FMT] [--output=json|human] [-r leaks|all] [-q] [-T CACHE] IMAGE",
      "Check an image's structure and read every byte of it.",
      "  -f, --format FMT       image format (probed when absent)\n"
      "  --output=json|human    output format (default human)\n"
-     "  -r                     repair what can be repaired\n" HELP_OPEN},
+     "  -r leaks|all           repair leaks only, or everything that can be repaired (bare -r: all)\n"
+     "  -q                     quiet: no report, the exit code only (0 clean, 2 corruptions, 3 leaks)\n"
+     "  -T CACHE               cache mode (accepted, ignored)\n" HELP_OPEN},
     {"convert",
      "convert [-f FMT] [-O FMT] [-o OPTS] [-c] [-p] [--progress=json] [-q] [-S SIZE]\n"
      "[-t CACHE] [-T CACHE] [-W] [-m N] [-U] [-n] [--target-is-zero]\n"
