@@ -146,6 +146,10 @@ static int commit_empty_plan(struct vdk_image *img, struct vdk_opts *eo, bool *e
                              struct vdk_commit_result *res, struct vdk_err *e)
 {
 	const struct vdk_format *f = img->fmt;
+	if (img->src->flags & VDK_SRC_REMOTE) {
+		res->kept_why = "it is not a local file";
+		return 0;
+	}
 	if (!f->empty_opts || !f->create) {
 		res->kept_why = strcmp(f->name, "vmdk") ? "this format cannot be emptied" : NULL;
 		return 0;
