@@ -138,9 +138,11 @@ bin/asan/test_alloc: tests/test_alloc.c $(ASAN_OBJ)
 	@echo "  LD-SAN  $@"
 	@$(CC) $(ALL_CFLAGS) -O1 $(SAN) -o $@ $^ $(LIBS) $(ALLOC_WRAP)
 
-# The tests that run threads (pipeline workers, the OVA digest thread)
+# The tests that run threads (pipeline workers, the OVA digest thread, the
+# qcow2 and VMDK readers' context pools and L2 cache shared by workers)
 # again under ThreadSanitizer, run by `make check`.
-TSAN_BIN := bin/tsan/test_core bin/tsan/test_ova_vsrc bin/tsan/test_nbd
+TSAN_BIN := bin/tsan/test_core bin/tsan/test_ova_vsrc bin/tsan/test_nbd bin/tsan/test_qcow2 \
+	bin/tsan/test_vmdk
 TSAN_OBJ := $(LIB_SRC:%.c=obj-tsan/%.o)
 TSAN := -fsanitize=thread -fno-omit-frame-pointer
 obj-tsan/%.o: %.c | deps
