@@ -22,6 +22,7 @@ run_one() {
 	mkdir -p "fuzz/work/$n" "fuzz/crashers/$n"
 	local before
 	before=$(find "fuzz/crashers/$n" -type f | wc -l)
+	local t0=$SECONDS
 	"$f" -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
 		-artifact_prefix="fuzz/crashers/$n/" "fuzz/work/$n" "fuzz/corpus/$n" \
 		>"fuzz/work/$n.log" 2>&1
@@ -30,7 +31,7 @@ run_one() {
 	secs=$(sed -n 's/^stat::.*//; s/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "fuzz/work/$n.log" | tail -1)
 	found=$(($(find "fuzz/crashers/$n" -type f | wc -l) - before))
 	[ "$rc" = 0 ] || [ "$found" -gt 0 ] || found=1
-	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$commit" "$n" "${secs:-$SECONDS_EACH}" \
+	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$commit" "$n" "${secs:-$((SECONDS - t0))}" \
 		"${runs:-0}" "$found" >>"$LOG"
 }
 
