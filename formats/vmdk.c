@@ -461,29 +461,46 @@ static uint64_t vmdk_run(const struct vmdk_sparse *sp, uint32_t gte, uint64_t re
 	return got;
 }
 
-/* File offset of the last compressed grain of [rel, rel+n) when the
- * grains lie in the file in the disk's order, as stream producers write
- * them; 0 (no read-ahead) when they do not. */
-static uint64_t vmdk_ahead(const struct vmdk_sparse *sp, uint64_t rel, uint64_t n)
+/* Grain entries looked at past a request for the grain that follows it. */
+#define VMDK_BOUND_SCAN 64
+
+/* The request's read-ahead: c->ahead, the file offset of the last
+ * compressed grain of [rel, rel+n) when the grains lie in the file in the
+ * disk's order, as stream producers write them (0 when they do not), and
+ * c->bound, the offset of the next grain after them in both orders, which
+ * the last one cannot cross (0 when none is near). */
+static void vmdk_ahead(const struct vmdk_sparse *sp, uint64_t rel, uint64_t n,
+                       struct vmdk_rctx *c)
 {
 	uint32_t prev = 0;
-	uint64_t end = VDK_MIN(rel + n, sp->capacity);
-	for (uint64_t g = rel - rel % sp->grain; g < end; g += sp->grain) {
+	uint64_t end = VDK_MIN(rel + n, sp->capacity), g = rel - rel % sp->grain;
+	c->ahead = c->bound = 0;
+	for (; g < end; g += sp->grain) {
 		uint32_t gte = vmdk_sparse_gte(sp, g);
 		if (gte <= VMDK_GTE_ZEROED)
 			continue;
 		if (gte <= prev)
-			return 0;
+			return;
 		prev = gte;
 	}
-	return (uint64_t)prev * VMDK_SECTOR;
+	c->ahead = (uint64_t)prev * VMDK_SECTOR;
+	for (unsigned i = 0; prev && i < VMDK_BOUND_SCAN && g < sp->capacity; i++, g += sp->grain) {
+		uint32_t gte = vmdk_sparse_gte(sp, g);
+		if (gte <= VMDK_GTE_ZEROED)
+			continue;
+		if (gte > prev)
+			c->bound = (uint64_t)gte * VMDK_SECTOR;
+		return;
+	}
 }
 
 static int vmdk_read_sparse(const struct vmdk_ext *x, uint8_t *buf, uint64_t rel, uint64_t n,
                             struct vmdk_rctx *c, struct vdk_err *e)
 {
 	const struct vmdk_sparse *sp = &x->sp;
-	c->ahead = sp->compressed && sp->markers ? vmdk_ahead(sp, rel, n) : 0;
+	c->ahead = c->bound = 0;
+	if (sp->compressed && sp->markers)
+		vmdk_ahead(sp, rel, n, c);
 	while (n) {
 		if (rel >= sp->capacity) {
 			memset(buf, 0, n);

@@ -159,18 +159,19 @@ uint32_t vmdk_sparse_gte(const struct vmdk_sparse *sp, uint64_t off);
 /* Bytes from off to the end of the run sharing one lookup: a grain, or a
  * whole grain table span when that table is absent. */
 uint64_t vmdk_sparse_span(const struct vmdk_sparse *sp, uint64_t off);
-/* Per-call scratch for compressed grains (one per pread call: thread-safe). */
 /* A worker's read context, reused from a pool (vmdk.c) across reads.
  * cbuf holds the bytes [woff, woff + wlen) of the file wsrc: the grains of
  * one request that follow each other in the file (how every stream
- * producer lays them out) come from a single read up to `ahead`. */
+ * producer lays them out) come from a single read up to `ahead`, the last
+ * grain's offset, and on to `bound` when it is known: the next grain's
+ * offset, where the last grain must end. */
 struct vmdk_rctx {
 	struct vdk_inflater *dec;
 	uint8_t *cbuf, *ubuf;
 	size_t ccap, ucap;
 	size_t guess; /* deflate size to read with the next grain marker */
 	const struct vdk_src *wsrc;
-	uint64_t woff, ahead;
+	uint64_t woff, ahead, bound;
 	size_t wlen;
 };
 /* Read-ahead bound per request, beyond the two grains one marker needs. */
