@@ -469,8 +469,7 @@ static uint64_t vmdk_run(const struct vmdk_sparse *sp, uint32_t gte, uint64_t re
  * disk's order, as stream producers write them (0 when they do not), and
  * c->bound, the offset of the next grain after them in both orders, which
  * the last one cannot cross (0 when none is near). */
-static void vmdk_ahead(const struct vmdk_sparse *sp, uint64_t rel, uint64_t n,
-                       struct vmdk_rctx *c)
+static void vmdk_ahead(const struct vmdk_sparse *sp, uint64_t rel, uint64_t n, struct vmdk_rctx *c)
 {
 	uint32_t prev = 0;
 	uint64_t end = VDK_MIN(rel + n, sp->capacity), g = rel - rel % sp->grain;

@@ -383,8 +383,10 @@ static int vmdk_grain_fetch(struct vdk_src *src, const struct vmdk_sparse *sp, u
 		return vmdk_win_read(src, c, at, *n, e);
 	}
 	if (!vmdk_win_has(c, src, at, VMDK_GRAIN_MARKER_LEN)) {
-		uint64_t span = c->ahead > at ? VDK_MIN(c->ahead - at, (uint64_t)VMDK_RCTX_WINDOW) : 0;
-		uint64_t want = VMDK_GRAIN_MARKER_LEN + (c->guess ? c->guess : sp->grain / 4) + span;
+		uint64_t span =
+		    c->ahead > at ? VDK_MIN(c->ahead - at, (uint64_t)VMDK_RCTX_WINDOW) : 0;
+		uint64_t want =
+		    VMDK_GRAIN_MARKER_LEN + (c->guess ? c->guess : sp->grain / 4) + span;
 		/* Grain sizes vary tenfold in one disk: a guess from the last
 		 * grain over-reads by most of a grain, which the next request
 		 * (another worker) reads again. The next grain's offset ends
