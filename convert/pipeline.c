@@ -173,7 +173,9 @@ static void pl_known_zero(const struct pl *p, struct pl_slot *s)
 {
 	uint64_t end = s->off + s->len;
 	s->nknown = 0;
-	for (size_t i = p->xi; p->detect_zero && i < p->x.n && p->x.v[i].off < end; i++) {
+	if (!p->detect_zero)
+		return;
+	for (size_t i = p->xi; i < p->x.n && p->x.v[i].off < end; i++) {
 		const struct vdk_extent *x = &p->x.v[i];
 		if (!pl_is_zero_ext(x))
 			continue;
@@ -302,9 +304,9 @@ static void pl_work_inline(struct pl *p, struct pl_slot *s)
  * one goes on to the next slot instead of waiting: the kernel serialises
  * buffered writes to one file on its inode lock, and a second writer
  * spins there (12% of a streamOptimized -> raw conversion's CPU time)
- * while it could inflate. The worker that gets wlock writes every pending
- * slot; after letting go it looks again, so a slot pushed while it held
- * wlock (whose pusher then failed to take it) is never left behind. */
+ * while it could inflate. The worker that gets wlock writes every queued
+ * slot, and lets go of wlock under mu once the queue is empty: a slot
+ * queued after that finds wlock free, one queued before is written. */
 static void pl_write_deferred(struct pl *p, struct pl_slot *s)
 {
 	pthread_mutex_lock(&p->mu);
@@ -312,28 +314,20 @@ static void pl_write_deferred(struct pl *p, struct pl_slot *s)
 	*(p->wq_tail ? &p->wq_tail->wnext : &p->wq_head) = s;
 	p->wq_tail = s;
 	pthread_mutex_unlock(&p->mu);
-	while (pthread_mutex_trylock(&p->wlock) == 0) {
-		for (;;) {
-			pthread_mutex_lock(&p->mu);
-			struct pl_slot *w = p->wq_head;
-			if (w && !(p->wq_head = w->wnext))
-				p->wq_tail = NULL;
-			pthread_mutex_unlock(&p->mu);
-			if (!w)
-				break;
-			pl_write_runs(p, w);
-			pthread_mutex_lock(&p->mu);
-			w->state = SLOT_DONE;
-			pthread_cond_broadcast(&p->done_cv);
-			pthread_mutex_unlock(&p->mu);
-		}
-		pthread_mutex_unlock(&p->wlock);
-		pthread_mutex_lock(&p->mu);
-		bool more = p->wq_head != NULL;
+	if (pthread_mutex_trylock(&p->wlock) != 0)
+		return;
+	pthread_mutex_lock(&p->mu);
+	for (struct pl_slot *w; (w = p->wq_head);) {
+		if (!(p->wq_head = w->wnext))
+			p->wq_tail = NULL;
 		pthread_mutex_unlock(&p->mu);
-		if (!more)
-			break;
+		pl_write_runs(p, w);
+		pthread_mutex_lock(&p->mu);
+		w->state = SLOT_DONE;
+		pthread_cond_broadcast(&p->done_cv);
 	}
+	pthread_mutex_unlock(&p->wlock);
+	pthread_mutex_unlock(&p->mu);
 }
 
 static void *pl_worker(void *arg)

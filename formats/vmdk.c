@@ -468,12 +468,11 @@ static uint64_t vmdk_run(const struct vmdk_sparse *sp, uint32_t gte, uint64_t re
  * compressed grain of [rel, rel+n) when the grains lie in the file in the
  * disk's order, as stream producers write them (0 when they do not), and
  * c->bound, the offset of the next grain after them in both orders, which
- * the last one cannot cross (0 when none is near). */
+ * the last one cannot cross (0 when none is near). Both start at 0. */
 static void vmdk_ahead(const struct vmdk_sparse *sp, uint64_t rel, uint64_t n, struct vmdk_rctx *c)
 {
 	uint32_t prev = 0;
 	uint64_t end = VDK_MIN(rel + n, sp->capacity), g = rel - rel % sp->grain;
-	c->ahead = c->bound = 0;
 	for (; g < end; g += sp->grain) {
 		uint32_t gte = vmdk_sparse_gte(sp, g);
 		if (gte <= VMDK_GTE_ZEROED)

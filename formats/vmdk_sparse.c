@@ -363,6 +363,13 @@ static int vmdk_win_read(struct vdk_src *src, struct vmdk_rctx *c, uint64_t at, 
 	return r;
 }
 
+/* Bytes from the grain at `at` to the request's last grain, within the
+ * read-ahead bound. */
+static uint64_t vmdk_ahead_span(const struct vmdk_rctx *c, uint64_t at)
+{
+	return c->ahead > at ? VDK_MIN(c->ahead - at, (uint64_t)VMDK_RCTX_WINDOW) : 0;
+}
+
 /* Read a compressed grain: its deflate data is *n bytes at c->cbuf +
  * *data. With markers, the marker, the data and the padding to the next
  * sector come in one read sized from the last grain, extended to the
@@ -383,8 +390,7 @@ static int vmdk_grain_fetch(struct vdk_src *src, const struct vmdk_sparse *sp, u
 		return vmdk_win_read(src, c, at, *n, e);
 	}
 	if (!vmdk_win_has(c, src, at, VMDK_GRAIN_MARKER_LEN)) {
-		uint64_t span =
-		    c->ahead > at ? VDK_MIN(c->ahead - at, (uint64_t)VMDK_RCTX_WINDOW) : 0;
+		uint64_t span = vmdk_ahead_span(c, at);
 		uint64_t want =
 		    VMDK_GRAIN_MARKER_LEN + (c->guess ? c->guess : sp->grain / 4) + span;
 		/* Grain sizes vary tenfold in one disk: a guess from the last
@@ -428,7 +434,7 @@ int vmdk_sparse_read(struct vdk_src *src, const struct vmdk_sparse *sp, uint32_t
 	/* Room for this request's read-ahead, the marker, two grains of
 	 * deflate data and the padding; sized by the request, not the largest
 	 * window, so 32 NBD workers on 256 KiB requests stay small. */
-	uint64_t span = c->ahead > at ? VDK_MIN(c->ahead - at, (uint64_t)VMDK_RCTX_WINDOW) : 0;
+	uint64_t span = vmdk_ahead_span(c, at);
 	size_t ccap = (size_t)vdk_round_up(
 	    span + 2 * (uint64_t)sp->grain + VMDK_GRAIN_MARKER_LEN + 2 * VMDK_SECTOR, 64u << 10);
 	if (vmdk_rctx_ready(c, ccap, sp->grain) < 0)
