@@ -95,6 +95,12 @@ qemu-img convert -f raw -O vmdk -o subformat=streamOptimized "$T/src.raw" "$T/st
 good "$T/st.vmdk" vmdk
 damaged vmdk-stream-short vmdk:stream-short "$T/st.vmdk" vmdk "inflates to 32768 bytes"
 damaged vmdk-stream-gte-one vmdk:gte-one "$T/st.vmdk" vmdk "points at sector 1"
+# The stream reader sizes each read from the grain table (the next grain's
+# offset ends the window): its entries are checked at open like a sparse
+# extent's, so a window is never sized from a damaged one.
+damaged vmdk-stream-gte-desc vmdk:gte-desc "$T/st.vmdk" vmdk "inside the embedded descriptor"
+damaged vmdk-stream-gte-gt vmdk:gte-gt "$T/st.vmdk" vmdk "inside the redundant grain table"
+damaged vmdk-stream-gte-eof vmdk:gte-eof "$T/st.vmdk" vmdk "past the end"
 # an extent whose header capacity is not its descriptor line's (qemu-img
 # sizes the disk from the header, vdkit from the descriptor: refused)
 mkdir "$T/split" && qemu-img convert -f raw -O vmdk -o subformat=twoGbMaxExtentSparse \
