@@ -92,12 +92,13 @@ if have strace; then
 		# Workers hand finished slots to whichever of them is writing
 		# (pipeline.c), so one worker may do every write: what must
 		# hold is that the main thread, which commits in order, does none.
-		main=$(sed -n 's/^\([0-9]*\) execve(.*/\1/p' "$T/pw.txt" | tail -1)
-		nmain=$(grep -c "^$main pwrite64(" "$T/pw.txt")
-		nwork=$(grep 'pwrite64(' "$T/pw.txt" | grep -vc "^$main ")
+		# Fields, not columns: strace 6 pads the pid with a second space.
+		main=$(awk '$2 ~ /^execve\(/ { p = $1 } END { print p }' "$T/pw.txt")
+		nmain=$(awk -v m="$main" '$1 == m && $2 ~ /^pwrite64\(/ { n++ } END { print n + 0 }' "$T/pw.txt")
+		nwork=$(awk -v m="$main" '$1 != m && $2 ~ /^pwrite64\(/ { n++ } END { print n + 0 }' "$T/pw.txt")
 		[ -n "$main" ] && [ "$nmain" = 0 ] && [ "$nwork" -ge 1 ] && cmp -s "$T/dense.raw" "$T/dense.out" &&
 			pass "qcow2 -> raw: $nwork pwrite64 from worker threads, none from the main thread, copy exact" ||
-			fail "qcow2 -> raw: pwrite64 main=$nmain workers=$nwork (want 0 and >= 1), or the copy differs"
+			fail "qcow2 -> raw: pwrite64 main(pid ${main:-none})=$nmain workers=$nwork (want 0 and >= 1), or the copy differs"
 	else
 		skip "qemu-img missing or one CPU: parallel raw writes not checked"
 	fi
